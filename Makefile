@@ -1,0 +1,28 @@
+# bootbus: the two commands of the README are `make run` and `make test`.
+PYTHON ?= /usr/bin/python3
+export PYTHONDONTWRITEBYTECODE = 1
+
+# Runtime packages (Debian's), then what the tests drive: the reference
+# brokers and the real clients.
+RUNTIME_DEBS = python3 python3-click python3-systemd python3-pyudev python3-pyelftools
+TEST_DEBS = python3-pytest python3-hypothesis python3-pytest-timeout python3-jeepney \
+	python3-dbus python3-gi gir1.2-glib-2.0 libglib2.0-bin dbus dbus-bin dbus-broker \
+	systemd dbus-1-doc gcc libc6-dev tshark util-linux iproute2
+
+.PHONY: run test deps test-deps lint bench vm-test
+
+deps:
+	@$(CURDIR)/.ci/apt-ensure $(RUNTIME_DEBS)
+
+test-deps: deps
+	@$(CURDIR)/.ci/apt-ensure $(TEST_DEBS)
+
+run: deps
+	$(PYTHON) -m bootbus $(ARGS)
+
+test: test-deps
+	$(PYTHON) -m pytest -m "not vm" -p no:cacheprovider $(PYTEST_ARGS)
+
+lint:
+	$(PYTHON) -m mypy
+	ruff check bootbus tests bench
