@@ -26,3 +26,9 @@ test: test-deps
 lint:
 	$(PYTHON) -m mypy
 	ruff check bootbus tests bench
+
+bench: test-deps
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+vm-test: test-deps
+	$(PYTHON) vm-tests/run.py $(VM_ARGS)
