@@ -1,0 +1,479 @@
+"""The bus: routing messages between peers.
+
+Owns: every piece of bus state (peers, unique names, the name registry, match
+rules, expected replies, serial and unique-id counters, the bus id) in one
+object, and the routing rules of the specification:
+
+  * the first message of a peer must be Hello; a monitor may not send;
+  * the bus sets the sender field of every routed message;
+  * a method call records an expected reply unless NO_REPLY_EXPECTED; a reply
+    or error is delivered only if it answers such a call, from its callee;
+  * messages to a missing name: ServiceUnknown for calls, dropped otherwise;
+  * broadcast signals go to every peer with a matching rule, once per peer;
+    unicast signals go to their destination, and to eavesdroppers and monitors;
+  * a peer disconnecting answers its callers' pending calls with NoReply.
+
+Output is appended to peers' queues (``Peer.outq``) and the peers are added
+to ``dirty``; the io layer writes them. Peers to disconnect are added to
+``doomed``. Never touches a socket, a file or a clock.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..wire import message as m
+from ..wire.errors import MarshalError, SignatureError
+from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
+from . import names as nm
+from .match import MatchRule, matches
+from .peer import OutFrame, Peer, PeerState, SharedFds
+
+BUS_NAME = "org.freedesktop.DBus"
+BUS_PATH = "/org/freedesktop/DBus"
+
+MAX_PENDING_REPLIES_PER_PEER = 8192  # dbus-daemon's session bus allows 50000, system 128
+MAX_MATCH_RULES_PER_PEER = 4096  # dbus-daemon: 512 (system) .. 50000 (session)
+MAX_NAMES_PER_PEER = 512  # dbus-daemon's max_names_per_connection default
+MAX_OUTGOING_BYTES_PER_PEER = 128 * 1024 * 1024  # dbus-daemon's max_outgoing_bytes (127 MB)
+
+ERR_SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
+ERR_NO_REPLY = "org.freedesktop.DBus.Error.NoReply"
+ERR_LIMITS_EXCEEDED = "org.freedesktop.DBus.Error.LimitsExceeded"
+ERR_NOT_SUPPORTED = "org.freedesktop.DBus.Error.NotSupported"
+ERR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+
+
+class PeerError(Exception):
+    """The peer broke the protocol and must be disconnected."""
+
+
+Handler = Callable[["Bus", Peer, m.Message], None]
+
+
+@dataclass
+class Bus:
+    bus_id: str
+    uid: int = 0
+    pid: int = 0
+    machine_id: str = ""
+    peers: dict[int, Peer] = field(default_factory=dict)
+    by_unique: dict[str, Peer] = field(default_factory=dict)  # derived
+    registry: nm.NameRegistry = field(default_factory=nm.NameRegistry)
+    pending: dict[tuple[int, int], int] = field(default_factory=dict)  # (caller, serial) -> callee
+    next_peer_id: int = 1
+    next_unique: int = 1
+    serial: int = 0
+    # derived indexes, rebuilt by rebuild_indexes()
+    rules_by_interface: dict[str | None, list[tuple[Peer, MatchRule]]] = field(default_factory=dict)
+    eavesdroppers: list[tuple[Peer, MatchRule]] = field(default_factory=list)
+    monitors: list[Peer] = field(default_factory=list)
+    # output for the io layer
+    dirty: set[Peer] = field(default_factory=set)
+    doomed: dict[Peer, str] = field(default_factory=dict)
+    fds_to_close: list[int] = field(default_factory=list)
+    # method handlers: the driver, and services the supervisor owns
+    driver: Handler | None = None
+    services: dict[str, Handler] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+    # hooks set by the supervisor: activation, policy and configuration reload
+    activator: Any = None
+    policy_can_own: Callable[[Peer, str], bool] | None = None
+    reload_config: Callable[[], str | None] | None = None
+
+    # -- peers -------------------------------------------------------------
+    def add_peer(self, uid: int, pid: int, gids: tuple[int, ...] = (),
+                 label: str | None = None, comm: str = "") -> Peer:
+        peer = Peer(id=self.next_peer_id, uid=uid, pid=pid, gids=gids, label=label, comm=comm)
+        self.next_peer_id += 1
+        self.peers[peer.id] = peer
+        return peer
+
+    def authenticated(self, peer: Peer, unix_fd: bool) -> None:
+        peer.unix_fd = unix_fd
+        peer.sasl = None
+        peer.state = PeerState.HELLO
+
+    def next_serial(self) -> int:
+        self.serial = self.serial % 0xFFFFFFFF + 1
+        return self.serial
+
+    def assign_unique_name(self, peer: Peer) -> str:
+        name = f":1.{self.next_unique}"
+        self.next_unique += 1
+        peer.unique_name = name
+        peer.state = PeerState.ACTIVE
+        self.by_unique[name] = peer
+        return name
+
+    def lookup(self, name: str) -> Peer | None:
+        if name.startswith(":"):
+            return self.by_unique.get(name)
+        owner = self.registry.owner(name)
+        return self.peers.get(owner) if owner is not None else None
+
+    def owns(self, well_known: str, unique: str) -> bool:
+        owner = self.registry.owner(well_known)
+        if owner is None:
+            return False
+        peer = self.peers.get(owner)
+        return peer is not None and peer.unique_name == unique
+
+    # -- dispatch ----------------------------------------------------------
+    def dispatch(self, peer: Peer, msg: m.Message) -> None:
+        """Route one message received from ``peer``. Raises PeerError to disconnect."""
+        peer.messages_in += 1
+        if peer.state is not PeerState.ACTIVE:
+            if peer.state is PeerState.MONITOR:
+                raise PeerError("a monitor connection sent a message")
+            if not (msg.type == m.METHOD_CALL and msg.destination == BUS_NAME
+                    and msg.member == "Hello" and msg.interface in (None, BUS_NAME)):
+                raise PeerError("the first message was not Hello")
+        if msg.fds and not peer.unix_fd:
+            raise PeerError("fds received on a connection that did not negotiate them")
+        dest = msg.destination
+        if dest == BUS_NAME or (dest is None and msg.type == m.METHOD_CALL
+                                and msg.interface == BUS_NAME):
+            self._to_monitors(peer, msg)
+            self._release_fds(msg)
+            if msg.type == m.METHOD_CALL and self.driver is not None:
+                self.driver(self, peer, msg)
+            return
+        if dest is None:
+            if msg.type in (m.SIGNAL, m.METHOD_CALL):
+                self._broadcast(peer, msg)
+            else:
+                self._to_monitors(peer, msg)
+                self._release_fds(msg)
+            return
+        handler = self.services.get(dest)
+        if handler is not None and msg.type == m.METHOD_CALL:
+            self._to_monitors(peer, msg)
+            self._release_fds(msg)
+            handler(self, peer, msg)
+            return
+        target = self.lookup(dest)
+        if msg.type == m.METHOD_CALL:
+            self._route_call(peer, msg, target)
+        elif msg.type == m.SIGNAL:
+            self._route_unicast(peer, msg, target)
+        else:
+            self._route_reply(peer, msg, target)
+
+    def _route_call(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
+        wants_reply = not msg.flags & m.FLAG_NO_REPLY_EXPECTED
+        if target is None:
+            self._to_monitors(peer, msg)
+            self._release_fds(msg)
+            if wants_reply:
+                self.send_error(peer, msg, ERR_SERVICE_UNKNOWN,
+                                f"The name {msg.destination} was not provided by any "
+                                ".service files")
+            return
+        if msg.fds and not target.unix_fd:
+            self._release_fds(msg)
+            if wants_reply:
+                self.send_error(peer, msg, ERR_NOT_SUPPORTED,
+                                "Tried to send message with Unix file descriptors to a client "
+                                "that doesn't support that.")
+            return
+        if target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER:
+            self._release_fds(msg)
+            if wants_reply:
+                self.send_error(peer, msg, ERR_LIMITS_EXCEEDED,
+                                f"The destination {msg.destination} is not reading its messages")
+            return
+        if wants_reply:
+            if peer.pending_calls >= MAX_PENDING_REPLIES_PER_PEER:
+                self._release_fds(msg)
+                self.send_error(peer, msg, ERR_LIMITS_EXCEEDED,
+                                "The maximum number of pending replies per connection has "
+                                "been reached")
+                return
+            key = (peer.id, msg.serial)
+            if key not in self.pending:
+                peer.pending_calls += 1
+            self.pending[key] = target.id
+        self._route_unicast(peer, msg, target)
+
+    def _route_reply(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
+        if target is None:
+            self._count("replies_dropped")
+            self._release_fds(msg)
+            return
+        key = (target.id, msg.reply_serial)
+        if self.pending.get(key) != peer.id:
+            self._count("replies_unexpected")
+            self._release_fds(msg)
+            return
+        del self.pending[key]
+        target.pending_calls -= 1
+        self._route_unicast(peer, msg, target)
+
+    def _route_unicast(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
+        shared = SharedFds(msg.fds) if msg.fds else None
+        if target is not None and target.active:
+            if target.state is PeerState.MONITOR:
+                pass  # monitors get their copy below, as monitors
+            elif not msg.fds or target.unix_fd:
+                self._deliver(target, peer, msg, shared)
+        for eavesdropper, rule in self.eavesdroppers:
+            if eavesdropper is not target and eavesdropper is not peer and self._match(
+                    rule, msg, peer):
+                self._deliver(eavesdropper, peer, msg, shared)
+        self._to_monitors(peer, msg, shared)
+        self._settle(shared)
+
+    def _broadcast(self, peer: Peer, msg: m.Message) -> None:
+        shared = SharedFds(msg.fds) if msg.fds else None
+        seen: set[int] = set()
+        for key in (msg.interface, None):
+            for subscriber, rule in self.rules_by_interface.get(key, ()):
+                if subscriber.id in seen or subscriber.state is not PeerState.ACTIVE:
+                    continue
+                if self._match(rule, msg, peer):
+                    seen.add(subscriber.id)
+                    if not msg.fds or subscriber.unix_fd:
+                        self._deliver(subscriber, peer, msg, shared)
+        self._to_monitors(peer, msg, shared)
+        self._settle(shared)
+
+    def _match(self, rule: MatchRule, msg: m.Message, sender: Peer | None) -> bool:
+        sender_name = sender.unique_name if sender is not None else BUS_NAME
+        return matches(rule, msg, sender_name, self.owns, lambda: _body_args(msg))
+
+    def _to_monitors(self, peer: Peer | None, msg: m.Message,
+                     shared: SharedFds | None = None) -> None:
+        if not self.monitors:
+            return
+        own = shared is None and msg.fds
+        if own:
+            shared = SharedFds(msg.fds)
+        for monitor in self.monitors:
+            if msg.fds and not monitor.unix_fd:
+                continue
+            if not monitor.monitor_rules or any(
+                    self._match(rule, msg, peer) for rule in monitor.monitor_rules):
+                self._deliver(monitor, peer, msg, shared)
+        if own:
+            msg.fds = []
+            self._settle(shared)
+
+    def _deliver(self, target: Peer, sender: Peer | None, msg: m.Message,
+                 shared: SharedFds | None) -> None:
+        fwd = msg.fwd
+        if fwd is None:
+            if sender is None:
+                fwd = (msg.raw, b"")
+            else:
+                field_ = sender.sender_fields.get(msg.endian)
+                if field_ is None:
+                    field_ = sender.sender_fields[msg.endian] = m.sender_field(
+                        sender.unique_name, msg.endian)
+                fwd = m.with_sender(msg, field_)
+            msg.fwd = fwd
+        header, body = fwd
+        size = len(header) + len(body)
+        if shared is not None:
+            shared.refs += 1
+        target.outq.append(OutFrame([header, body] if body else [header], shared, size))
+        target.out_bytes += size
+        target.messages_out += 1
+        self.dirty.add(target)
+        if target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER and msg.type != m.METHOD_CALL:
+            self.doomed.setdefault(target, "output queue exceeded "
+                                   f"{MAX_OUTGOING_BYTES_PER_PEER} bytes (not reading)")
+
+    def _release_fds(self, msg: m.Message) -> None:
+        if msg.fds:
+            self.fds_to_close.extend(msg.fds)
+            msg.fds = []
+
+    def _settle(self, shared: SharedFds | None) -> None:
+        if shared is not None and shared.refs == 0:
+            self.fds_to_close.extend(shared.fds)
+
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+    # -- messages from the bus itself ---------------------------------------
+    def send_from_bus(self, target: Peer, raw: bytes) -> None:
+        """Queue a message the bus built (sender already set) for one peer."""
+        if target.state in (PeerState.ACTIVE, PeerState.HELLO):
+            target.outq.append(OutFrame([raw], None, len(raw)))
+            target.out_bytes += len(raw)
+            target.messages_out += 1
+            self.dirty.add(target)
+        if self.monitors:
+            self._to_monitors(None, m.parse(raw))
+
+    def reply(self, peer: Peer, call: m.Message, signature: str = "",
+              args: tuple[Any, ...] | list[Any] = (), sender: str = BUS_NAME) -> None:
+        if call.flags & m.FLAG_NO_REPLY_EXPECTED:
+            return
+        raw = m.build(m.METHOD_RETURN, self.next_serial(), reply_serial=call.serial,
+                      destination=peer.unique_name or None, sender=sender,
+                      signature=signature, args=args)
+        self.send_from_bus(peer, raw)
+
+    def send_error(self, peer: Peer, call: m.Message, name: str, text: str,
+                   sender: str = BUS_NAME) -> None:
+        if call.flags & m.FLAG_NO_REPLY_EXPECTED:
+            return
+        raw = m.build(m.ERROR, self.next_serial(), error_name=name, reply_serial=call.serial,
+                      destination=peer.unique_name or None, sender=sender,
+                      signature="s", args=(text,))
+        self.send_from_bus(peer, raw)
+
+    def emit_signal(self, interface: str, member: str, signature: str,
+                    args: tuple[Any, ...], destination: Peer | None = None,
+                    path: str = BUS_PATH, sender: str = BUS_NAME) -> None:
+        """Emit a signal from the bus: unicast to ``destination`` or broadcast by match."""
+        raw = m.build(m.SIGNAL, self.next_serial(), path=path, interface=interface,
+                      member=member, sender=sender, signature=signature, args=args,
+                      destination=destination.unique_name if destination else None)
+        if destination is not None:
+            self.send_from_bus(destination, raw)
+            return
+        msg = m.parse(raw)
+        msg.fwd = (raw, b"")
+        seen: set[int] = set()
+        for key in (interface, None):
+            for subscriber, rule in self.rules_by_interface.get(key, ()):
+                if subscriber.id in seen or subscriber.state is not PeerState.ACTIVE:
+                    continue
+                if self._match(rule, msg, None):
+                    seen.add(subscriber.id)
+                    self._deliver(subscriber, None, msg, None)
+        self._to_monitors(None, msg)
+
+    def name_events(self, events: list[nm.Event]) -> None:
+        """Turn registry events into NameOwnerChanged / NameLost / NameAcquired."""
+        for event in events:
+            if event[0] == "changed":
+                _, name, old, new = event
+                self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss",
+                                 (name, self._unique(old), self._unique(new)))
+            else:
+                kind, peer_id, name = event
+                target = self.peers.get(peer_id)  # type: ignore[arg-type]
+                if target is not None and target.state is PeerState.ACTIVE:
+                    member = "NameLost" if kind == "lost" else "NameAcquired"
+                    self.emit_signal(BUS_NAME, member, "s", (name,), destination=target)
+
+    def _unique(self, peer_id: object) -> str:
+        if peer_id is None:
+            return ""
+        peer = self.peers.get(peer_id)  # type: ignore[arg-type]
+        return peer.unique_name if peer is not None else ""
+
+    # -- match rules --------------------------------------------------------
+    def add_match(self, peer: Peer, rule: MatchRule) -> None:
+        peer.matches.append(rule)
+        self._index_rule(peer, rule)
+
+    def remove_match(self, peer: Peer, rule: MatchRule) -> bool:
+        for index, existing in enumerate(peer.matches):
+            if existing.key() == rule.key():
+                del peer.matches[index]
+                self._unindex_rule(peer, existing)
+                return True
+        return False
+
+    def _index_rule(self, peer: Peer, rule: MatchRule) -> None:
+        if rule.eavesdrop:
+            self.eavesdroppers.append((peer, rule))
+        self.rules_by_interface.setdefault(rule.interface, []).append((peer, rule))
+
+    def _unindex_rule(self, peer: Peer, rule: MatchRule) -> None:
+        if rule.eavesdrop:
+            self.eavesdroppers.remove((peer, rule))
+        bucket = self.rules_by_interface[rule.interface]
+        bucket.remove((peer, rule))
+        if not bucket:
+            del self.rules_by_interface[rule.interface]
+
+    def become_monitor(self, peer: Peer, rules: list[MatchRule]) -> None:
+        for rule in list(peer.matches):
+            self._unindex_rule(peer, rule)
+        peer.matches.clear()
+        events = self.registry.remove_peer(peer.id)
+        self.name_events(events)
+        self._answer_pending_of(peer)
+        unique = peer.unique_name
+        peer.monitor_rules = rules
+        peer.state = PeerState.MONITOR
+        self.monitors.append(peer)
+        self.emit_signal(BUS_NAME, "NameLost", "s", (unique,), destination=peer)
+        self.by_unique.pop(unique, None)
+        self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss", (unique, unique, ""))
+
+    # -- disconnect ----------------------------------------------------------
+    def remove_peer(self, peer: Peer) -> list[OutFrame]:
+        """Forget a disconnected peer; return its unsent frames (their fds to close)."""
+        if self.peers.pop(peer.id, None) is None:
+            return []
+        self.dirty.discard(peer)
+        self.doomed.pop(peer, None)
+        for rule in peer.matches:
+            self._unindex_rule(peer, rule)
+        peer.matches = []
+        if peer in self.monitors:
+            self.monitors.remove(peer)
+        was_active = peer.state is PeerState.ACTIVE
+        peer.state = PeerState.AUTH  # nothing more is delivered to it
+        if was_active:
+            self.name_events(self.registry.remove_peer(peer.id))
+        self._answer_pending_of(peer)
+        if was_active:
+            self.by_unique.pop(peer.unique_name, None)
+            self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss",
+                             (peer.unique_name, peer.unique_name, ""))
+        frames, peer.outq = peer.outq, []
+        peer.out_bytes = 0
+        return frames
+
+    def _answer_pending_of(self, peer: Peer) -> None:
+        """Calls to ``peer`` get NoReply; calls ``peer`` made are forgotten."""
+        for key, callee in list(self.pending.items()):
+            caller_id, serial = key
+            if caller_id == peer.id:
+                del self.pending[key]
+            elif callee == peer.id:
+                del self.pending[key]
+                caller = self.peers.get(caller_id)
+                if caller is not None and caller.state is PeerState.ACTIVE:
+                    caller.pending_calls -= 1
+                    raw = m.build(m.ERROR, self.next_serial(), error_name=ERR_NO_REPLY,
+                                  reply_serial=serial, destination=caller.unique_name,
+                                  sender=BUS_NAME, signature="s",
+                                  args=("Message recipient disconnected from message bus "
+                                        "without replying",))
+                    self.send_from_bus(caller, raw)
+        peer.pending_calls = 0
+
+    # -- derived state --------------------------------------------------------
+    def rebuild_indexes(self) -> None:
+        self.by_unique = {p.unique_name: p for p in self.peers.values()
+                          if p.state is PeerState.ACTIVE}
+        self.rules_by_interface = {}
+        self.eavesdroppers = []
+        self.monitors = [p for p in self.peers.values() if p.state is PeerState.MONITOR]
+        for peer in self.peers.values():
+            for rule in peer.matches:
+                self._index_rule(peer, rule)
+            peer.pending_calls = 0
+        for caller_id, _serial in self.pending:
+            caller = self.peers.get(caller_id)
+            if caller is not None:
+                caller.pending_calls += 1
+        self.registry.rebuild_index()
+
+
+def _body_args(msg: m.Message) -> list[Any] | None:
+    try:
+        return msg.args()
+    except (MarshalError, SignatureError):
+        return None
+
+
+__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE"]

@@ -1,0 +1,375 @@
+"""The event loop: accepted connections, reads, writes and fds.
+
+Owns: one epoll set, the listening sockets, one :class:`Connection` per peer
+(the socket and nothing else: all protocol state lives in the bus's Peer),
+SO_PEERCRED, SCM_RIGHTS in and out, the authentication timeout and the bound
+on incomplete connections. Per loop iteration it reads what is ready, lets the
+bus route every complete message, then writes each peer's queue with one
+gathered ``sendmsg`` (a new one only where a message carries fds, so that the
+fds reach the receiver with their own message's first byte).
+"""
+
+import array
+import errno
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..bus.peer import OutFrame, Peer, PeerState
+from ..bus.router import Bus, PeerError
+from ..wire.errors import AuthError
+from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
+from ..wire.sasl import SaslServer
+from .listen import Listener
+
+READ_SIZE = 256 * 1024  # one read per ready peer per iteration; big enough to batch
+ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_UNIX_FDS_PER_MESSAGE * 4)
+IOV_MAX = 1024  # Linux UIO_MAXIOV
+AUTH_TIMEOUT = 30.0  # seconds; dbus-daemon's system bus uses 30 s too
+MAX_INCOMPLETE_CONNECTIONS = 64  # dbus-daemon's max_incomplete_connections (system bus)
+ACCEPTS_PER_WAKEUP = 64
+SO_PEERGROUPS = 59
+SO_PEERSEC = 31
+MAX_GROUPS = 256
+_UCRED = struct.Struct("3i")
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    sock: socket.socket
+    peer: Peer
+    events: int = _IN
+    deadline: float = 0.0  # authentication deadline (monotonic), 0 once authenticated
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, tuple[int, ...], str | None]:
+    pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                  _UCRED.size))
+    groups: tuple[int, ...] = (gid,)
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * MAX_GROUPS)
+        groups = tuple(sorted(set(array.array("I", raw[:len(raw) - len(raw) % 4])) | {gid}))
+    except OSError:
+        pass
+    label = None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERSEC, 256)
+        label = raw.rstrip(b"\0").decode("utf-8", "replace") or None
+    except OSError:
+        pass
+    return pid, uid, groups, label
+
+
+class Server:
+    """Serves a :class:`Bus` on listening sockets until :meth:`stop`."""
+
+    def __init__(self, bus: Bus, listeners: list[Listener],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.bus = bus
+        self.listeners = {lst.sock.fileno(): lst for lst in listeners}
+        self.conns: dict[int, Connection] = {}
+        self.by_peer: dict[int, Connection] = {}
+        self.authenticating: dict[Connection, None] = {}  # in deadline order
+        self.clock = clock
+        self.epoll = select.epoll()
+        self.running = False
+        self.on_tick: list[Callable[[], None]] = []
+        self.on_disconnect: list[Callable[[Peer, str], None]] = []
+        self.on_connect: list[Callable[[Peer], None]] = []
+        self.extra: dict[int, Callable[[int], None]] = {}  # other fds: fd -> handler(events)
+        for fd in self.listeners:
+            self.epoll.register(fd, _IN)
+
+    # -- setup ----------------------------------------------------------------
+    def add_fd(self, fd: int, handler: Callable[[int], None], events: int = _IN) -> None:
+        self.extra[fd] = handler
+        self.epoll.register(fd, events)
+
+    def remove_fd(self, fd: int) -> None:
+        if self.extra.pop(fd, None) is not None:
+            self.epoll.unregister(fd)
+
+    def adopt(self, sock: socket.socket, peer: Peer) -> Connection:
+        """Register an existing connection (after accept, or restored after re-exec)."""
+        sock.setblocking(False)
+        conn = Connection(sock, peer)
+        if peer.state is PeerState.AUTH:
+            conn.deadline = self.clock() + AUTH_TIMEOUT
+            self.authenticating[conn] = None
+        self.conns[sock.fileno()] = conn
+        self.by_peer[peer.id] = conn
+        if peer.outq:
+            conn.events = _IN | _OUT
+        self.epoll.register(sock.fileno(), conn.events)
+        return conn
+
+    # -- the loop -------------------------------------------------------------
+    def run(self) -> None:
+        self.running = True
+        poll = self.epoll.poll
+        while self.running:
+            timeout = 1.0 if self.authenticating or self.on_tick else -1
+            try:
+                events = poll(timeout)
+            except InterruptedError:
+                events = []
+            self.process(events)
+
+    def process(self, events: list[tuple[int, int]]) -> None:
+        conns = self.conns
+        for fd, mask in events:
+            conn = conns.get(fd)
+            if conn is not None:
+                if mask & _OUT:
+                    self._flush(conn)
+                if mask & ~_OUT and fd in conns:
+                    self._read(conn)
+            elif fd in self.listeners:
+                self._accept(self.listeners[fd].sock)
+            else:
+                handler = self.extra.get(fd)
+                if handler is not None:
+                    handler(mask)
+        self.settle()
+        for tick in self.on_tick:
+            tick()
+        self._expire_auth()
+
+    def settle(self) -> None:
+        """Disconnect doomed peers, write every dirty peer, close released fds."""
+        bus = self.bus
+        while bus.doomed or bus.dirty:
+            while bus.doomed:
+                peer, reason = bus.doomed.popitem()
+                conn = self.by_peer.get(peer.id)
+                if conn is not None:
+                    self.disconnect(conn, reason)
+            dirty = bus.dirty
+            bus.dirty = set()
+            for peer in dirty:
+                conn = self.by_peer.get(peer.id)
+                if conn is not None and not conn.events & _OUT:
+                    self._flush(conn)
+        if bus.fds_to_close:
+            for fd in bus.fds_to_close:
+                _close_fd(fd)
+            bus.fds_to_close = []
+
+    def stop(self) -> None:
+        self.running = False
+
+    # -- connections ------------------------------------------------------------
+    def _accept(self, lsock: socket.socket) -> None:
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, _addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    return  # out of resources: leave the rest in the backlog
+                raise
+            if len(self.authenticating) >= MAX_INCOMPLETE_CONNECTIONS:
+                sock.close()
+                self.bus.stats["refused_incomplete"] = self.bus.stats.get(
+                    "refused_incomplete", 0) + 1
+                continue
+            try:
+                pid, uid, gids, label = peer_credentials(sock)
+            except OSError:
+                sock.close()
+                continue
+            peer = self.bus.add_peer(uid, pid, gids, label)
+            peer.sasl = SaslServer(uid, self.bus.bus_id)
+            peer.connected_at = time.time()
+            self.adopt(sock, peer)
+            for hook in self.on_connect:
+                hook(peer)
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            data, ancdata, flags, _ = conn.sock.recvmsg(READ_SIZE, ANCILLARY_SIZE,
+                                                         socket.MSG_CMSG_CLOEXEC)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.disconnect(conn, f"read failed: {exc.strerror}")
+            return
+        fds: list[int] = []
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(array.array("i", payload[:len(payload) - len(payload) % 4]))
+        if flags & socket.MSG_CTRUNC:
+            _close_all(fds)
+            self.disconnect(conn, "too many fds in one message (ancillary data truncated)")
+            return
+        if not data:
+            _close_all(fds)
+            self.disconnect(conn, "end of file")
+            return
+        peer = conn.peer
+        if peer.state is PeerState.AUTH:
+            if fds:
+                _close_all(fds)
+                self.disconnect(conn, "fds sent during authentication")
+                return
+            data = self._authenticate(conn, data)
+            if not data:
+                return
+        bus = self.bus
+        framer = peer.framer
+        for msg in framer.feed(data, fds):
+            try:
+                bus.dispatch(peer, msg)
+            except PeerError as exc:
+                _close_all(msg.fds)
+                self.disconnect(conn, str(exc))
+                return
+        if framer.error is not None:
+            self.disconnect(conn, f"protocol error: {framer.error}")
+
+    def _authenticate(self, conn: Connection, data: bytes) -> bytes:
+        peer = conn.peer
+        sasl = peer.sasl
+        assert sasl is not None
+        try:
+            reply = sasl.feed(data)
+        except AuthError as exc:
+            self.disconnect(conn, f"authentication failed: {exc}")
+            return b""
+        if reply:
+            peer.outq.append(OutFrame([reply], None, len(reply)))
+            peer.out_bytes += len(reply)
+            self._flush(conn)
+        if conn.sock.fileno() < 0 or peer.id not in self.by_peer:
+            return b""
+        if sasl.state.name != "DONE":
+            return b""
+        self.bus.authenticated(peer, sasl.unix_fd)
+        conn.deadline = 0.0
+        self.authenticating.pop(conn, None)
+        return sasl.leftover
+
+    def _expire_auth(self) -> None:
+        if not self.authenticating:
+            return
+        now = self.clock()
+        expired = []
+        for conn in self.authenticating:
+            if conn.deadline >= now:
+                break
+            expired.append(conn)
+        for conn in expired:
+            self.disconnect(conn, f"authentication not completed in {AUTH_TIMEOUT:.0f} s")
+
+    def _flush(self, conn: Connection) -> None:
+        peer = conn.peer
+        queue = peer.outq
+        sock = conn.sock
+        while queue:
+            bufs: list[bytes | memoryview] = []
+            first = queue[0]
+            anc = []
+            if first.fds is not None:
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                        array.array("i", first.fds.fds).tobytes())]
+            count = 0
+            for frame in queue:
+                if count and frame.fds is not None:
+                    break
+                bufs.extend(frame.bufs)
+                count += 1
+                if len(bufs) >= IOV_MAX - 2:
+                    break
+            try:
+                sent = sock.sendmsg(bufs, anc) if anc else sock.sendmsg(bufs)
+            except (BlockingIOError, InterruptedError):
+                self._want_write(conn, True)
+                return
+            except OSError as exc:
+                self.disconnect(conn, f"write failed: {exc.strerror}")
+                return
+            if first.fds is not None:
+                self._release(first)
+            peer.out_bytes -= sent
+            done = 0
+            for frame in queue:
+                if sent >= frame.size:
+                    sent -= frame.size
+                    done += 1
+                    continue
+                if sent:
+                    frame.size -= sent
+                    rest: list[bytes | memoryview] = []
+                    for buf in frame.bufs:
+                        if sent >= len(buf):
+                            sent -= len(buf)
+                        elif sent:
+                            rest.append(memoryview(buf)[sent:])
+                            sent = 0
+                        else:
+                            rest.append(buf)
+                    frame.bufs = rest
+                break
+            del queue[:done]
+            if queue and done < count:
+                self._want_write(conn, True)
+                return
+        self._want_write(conn, False)
+
+    def _want_write(self, conn: Connection, want: bool) -> None:
+        events = _IN | _OUT if want else _IN
+        if events != conn.events and conn.sock.fileno() >= 0:
+            conn.events = events
+            self.epoll.modify(conn.sock.fileno(), events)
+
+    def _release(self, frame: OutFrame) -> None:
+        shared = frame.fds
+        frame.fds = None
+        if shared is not None:
+            shared.refs -= 1
+            if shared.refs <= 0:
+                _close_all(shared.fds)
+
+    def disconnect(self, conn: Connection, reason: str) -> None:
+        peer = conn.peer
+        if self.by_peer.pop(peer.id, None) is None:
+            return
+        self.authenticating.pop(conn, None)
+        fd = conn.sock.fileno()
+        self.conns.pop(fd, None)
+        try:
+            self.epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        conn.sock.close()
+        for frame in self.bus.remove_peer(peer):
+            self._release(frame)
+        _close_all(peer.framer.take_fds())
+        for hook in self.on_disconnect:
+            hook(peer, reason)
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            self.disconnect(conn, "bus shutting down")
+        for lst in self.listeners.values():
+            lst.sock.close()
+        self.epoll.close()
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        _close_fd(fd)

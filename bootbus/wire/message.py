@@ -1,0 +1,324 @@
+"""D-Bus messages: the fixed header, header fields, building and re-addressing.
+
+Owns: parsing and validating a complete frame's header (never the body),
+building messages from values, and setting the sender field of a frame without
+touching its body. A parsed message keeps its raw bytes so the bus can forward
+it as it came. Never does I/O.
+"""
+
+import struct
+from typing import Any
+
+from . import names
+from .errors import FramingError, MarshalError, SignatureError
+from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION
+from .marshal import BIG, LITTLE, Reader, Writer, marshal, unmarshal
+from .signature import split_signature
+
+METHOD_CALL = 1
+METHOD_RETURN = 2
+ERROR = 3
+SIGNAL = 4
+TYPE_NAMES = {METHOD_CALL: "method_call", METHOD_RETURN: "method_return", ERROR: "error",
+              SIGNAL: "signal"}
+
+FLAG_NO_REPLY_EXPECTED = 0x1
+FLAG_NO_AUTO_START = 0x2
+FLAG_ALLOW_INTERACTIVE_AUTHORIZATION = 0x4
+
+FIELD_PATH = 1
+FIELD_INTERFACE = 2
+FIELD_MEMBER = 3
+FIELD_ERROR_NAME = 4
+FIELD_REPLY_SERIAL = 5
+FIELD_DESTINATION = 6
+FIELD_SENDER = 7
+FIELD_SIGNATURE = 8
+FIELD_UNIX_FDS = 9
+_FIELD_TYPES = {FIELD_PATH: b"o", FIELD_INTERFACE: b"s", FIELD_MEMBER: b"s",
+                FIELD_ERROR_NAME: b"s", FIELD_REPLY_SERIAL: b"u", FIELD_DESTINATION: b"s",
+                FIELD_SENDER: b"s", FIELD_SIGNATURE: b"g", FIELD_UNIX_FDS: b"u"}
+
+_ENDIANS = {ord("l"): LITTLE, ord("B"): BIG}
+_FIXED = {LITTLE: struct.Struct("<4xIII"), BIG: struct.Struct(">4xIII")}
+_U32 = {LITTLE: struct.Struct("<I"), BIG: struct.Struct(">I")}
+
+
+class Message:
+    """A message as the bus sees it: routing fields parsed, body left as bytes."""
+
+    __slots__ = ("raw", "endian", "type", "flags", "serial", "path", "interface", "member",
+                 "error_name", "reply_serial", "destination", "sender", "signature",
+                 "unix_fds", "body_offset", "fields_end", "sender_span", "fds", "fwd", "_args")
+
+    def __init__(self, raw: bytes, endian: str, mtype: int, flags: int, serial: int) -> None:
+        self.raw = raw
+        self.endian = endian
+        self.type = mtype
+        self.flags = flags
+        self.serial = serial
+        self.path: str | None = None
+        self.interface: str | None = None
+        self.member: str | None = None
+        self.error_name: str | None = None
+        self.reply_serial = 0
+        self.destination: str | None = None
+        self.sender: str | None = None
+        self.signature = ""
+        self.unix_fds = 0
+        self.body_offset = 0
+        self.fields_end = 0
+        self.sender_span: tuple[int, int] | None = None
+        self.fds: list[int] = []
+        self.fwd: tuple[bytes, bytes | memoryview] | None = None  # forwarded form, cached
+        self._args: list[Any] | None = None
+
+    @property
+    def body(self) -> bytes:
+        return self.raw[self.body_offset:]
+
+    def args(self) -> list[Any]:
+        """Unmarshal the body (only for messages the bus itself must read); cached."""
+        if self._args is None:
+            self._args = unmarshal(self.signature, self.raw, self.endian, self.body_offset)
+        return self._args
+
+    def __repr__(self) -> str:
+        return (f"<Message {TYPE_NAMES.get(self.type, self.type)} serial={self.serial} "
+                f"path={self.path} iface={self.interface} member={self.member} "
+                f"dest={self.destination} sender={self.sender}>")
+
+
+def frame_size(head: bytes | bytearray | memoryview) -> int:
+    """The total size of the frame whose first 16 bytes are ``head``."""
+    endian = _ENDIANS.get(head[0])
+    if endian is None:
+        raise FramingError(f"invalid byte order mark {head[0]!r}")
+    body_len, _serial, fields_len = _FIXED[endian].unpack_from(head, 0)
+    if body_len > MAX_MESSAGE_SIZE or fields_len > MAX_MESSAGE_SIZE:
+        raise FramingError("message length exceeds the 128 MiB maximum")
+    total = FIXED_HEADER_SIZE + fields_len + (-fields_len % 8) + body_len
+    if total > MAX_MESSAGE_SIZE:
+        raise FramingError(f"message of {total} bytes exceeds the 128 MiB maximum")
+    return total
+
+
+def parse(raw: bytes) -> Message:
+    """Parse and validate the header of one complete frame."""
+    endian = _ENDIANS.get(raw[0])
+    if endian is None:
+        raise FramingError(f"invalid byte order mark {raw[0]!r}")
+    mtype, flags, version = raw[1], raw[2], raw[3]
+    if version != PROTOCOL_VERSION:
+        raise FramingError(f"unsupported protocol version {version}")
+    body_len, serial, fields_len = _FIXED[endian].unpack_from(raw, 0)
+    if serial == 0:
+        raise FramingError("message serial is zero")
+    fields_end = FIXED_HEADER_SIZE + fields_len
+    body_offset = fields_end + (-fields_len % 8)
+    if body_offset + body_len != len(raw):
+        raise FramingError("frame length does not match its header")
+    if any(raw[fields_end:body_offset]):
+        raise FramingError("non-zero padding after the header")
+    msg = Message(raw, endian, mtype, flags, serial)
+    msg.body_offset = body_offset
+    msg.fields_end = fields_end
+    try:
+        _parse_fields(msg, raw, fields_end, _U32[endian])
+    except (MarshalError, SignatureError, IndexError, struct.error) as exc:
+        raise FramingError(f"invalid header field: {exc}") from None
+    _check_required(msg, body_len)
+    return msg
+
+
+def _parse_fields(msg: Message, raw: bytes, end: int, u32: struct.Struct) -> None:
+    pos = FIXED_HEADER_SIZE
+    seen = 0
+    while pos < end:
+        pad = -pos % 8
+        if pad:
+            if any(raw[pos:pos + pad]):
+                raise FramingError("non-zero padding between header fields")
+            pos += pad
+        start = pos
+        code = raw[pos]
+        siglen = raw[pos + 1]
+        sig = raw[pos + 2:pos + 2 + siglen]
+        if raw[pos + 2 + siglen] != 0:
+            raise FramingError("header field signature is not NUL-terminated")
+        pos += 3 + siglen
+        expected = _FIELD_TYPES.get(code)
+        if expected is None:
+            if code == 0:
+                raise FramingError("header field code 0 is invalid")
+            # Unknown fields are validated as a variant, then ignored (the spec says so).
+            reader = Reader(raw, msg.endian, pos, end)
+            reader.read(_single_type(sig))
+            pos = reader.pos
+            continue
+        if sig != expected:
+            raise FramingError(f"header field {code} has type {sig!r}, not {expected!r}")
+        bit = 1 << code
+        if seen & bit:
+            raise FramingError(f"header field {code} appears twice")
+        seen |= bit
+        if expected == b"u":
+            pos += -pos % 4
+            if pos + 4 > end:
+                raise FramingError("header field runs past the header")
+            (value,) = u32.unpack_from(raw, pos)
+            pos += 4
+            if code == FIELD_REPLY_SERIAL:
+                if value == 0:
+                    raise FramingError("reply serial is zero")
+                msg.reply_serial = value
+            else:
+                msg.unix_fds = value
+            continue
+        if expected == b"g":
+            length = raw[pos]
+            pos += 1
+        else:
+            pos += -pos % 4
+            (length,) = u32.unpack_from(raw, pos)
+            pos += 4
+        if pos + length >= end + 1 or raw[pos + length] != 0:
+            raise FramingError("header string is not NUL-terminated inside the header")
+        try:
+            text = raw[pos:pos + length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise FramingError("header string is not valid UTF-8") from None
+        pos += length + 1
+        if code == FIELD_PATH:
+            if not names.is_object_path(text):
+                raise FramingError(f"invalid object path {text!r}")
+            msg.path = text
+        elif code == FIELD_INTERFACE:
+            if not names.is_interface_name(text):
+                raise FramingError(f"invalid interface name {text!r}")
+            msg.interface = text
+        elif code == FIELD_MEMBER:
+            if not names.is_member_name(text):
+                raise FramingError(f"invalid member name {text!r}")
+            msg.member = text
+        elif code == FIELD_ERROR_NAME:
+            if not names.is_error_name(text):
+                raise FramingError(f"invalid error name {text!r}")
+            msg.error_name = text
+        elif code == FIELD_DESTINATION:
+            if not names.is_bus_name(text):
+                raise FramingError(f"invalid destination {text!r}")
+            msg.destination = text
+        elif code == FIELD_SENDER:
+            if not names.is_bus_name(text):
+                raise FramingError(f"invalid sender {text!r}")
+            msg.sender = text
+            msg.sender_span = (start, pos)
+        else:
+            split_signature(text)
+            msg.signature = text
+    if pos != end:
+        raise FramingError("header fields do not fill the header exactly")
+
+
+def _single_type(sig: bytes) -> str:
+    try:
+        text = sig.decode("ascii")
+        if len(split_signature(text)) == 1:
+            return text
+    except (SignatureError, UnicodeDecodeError):
+        pass
+    raise FramingError(f"invalid header field signature {sig!r}")
+
+
+def _check_required(msg: Message, body_len: int) -> None:
+    mtype = msg.type
+    if mtype == METHOD_CALL:
+        if msg.path is None or msg.member is None:
+            raise FramingError("method call without path or member")
+    elif mtype == SIGNAL:
+        if msg.path is None or msg.interface is None or msg.member is None:
+            raise FramingError("signal without path, interface or member")
+    elif mtype == ERROR:
+        if msg.error_name is None or not msg.reply_serial:
+            raise FramingError("error without error name or reply serial")
+    elif mtype == METHOD_RETURN:
+        if not msg.reply_serial:
+            raise FramingError("method return without reply serial")
+    else:
+        raise FramingError(f"unknown message type {mtype}")
+    if msg.interface == "org.freedesktop.DBus.Local":
+        raise FramingError("the org.freedesktop.DBus.Local interface is reserved")
+    if msg.path == "/org/freedesktop/DBus/Local":
+        raise FramingError("the /org/freedesktop/DBus/Local path is reserved")
+    if body_len and not msg.signature:
+        raise FramingError("message has a body but no signature")
+
+
+def _field(writer: Writer, code: int, sig: str, value: Any) -> None:
+    writer.align(8)
+    writer.buf.append(code)
+    writer.write("g", sig)
+    writer.write(sig, value)
+
+
+def build(mtype: int, serial: int, *, path: str | None = None, interface: str | None = None,
+          member: str | None = None, error_name: str | None = None, reply_serial: int = 0,
+          destination: str | None = None, sender: str | None = None, signature: str = "",
+          body: bytes | None = None, args: tuple[Any, ...] | list[Any] = (),
+          unix_fds: int = 0, flags: int = 0, endian: str = LITTLE) -> bytes:
+    """Build a complete frame; ``body`` (already marshalled) or ``args`` give the body."""
+    if body is None:
+        body = marshal(signature, args, endian) if signature else b""
+    writer = Writer(endian)
+    writer.buf += b"l" if endian == LITTLE else b"B"
+    writer.buf += bytes((mtype, flags, PROTOCOL_VERSION))
+    writer.buf += _U32[endian].pack(len(body)) + _U32[endian].pack(serial) + b"\0\0\0\0"
+    if path is not None:
+        _field(writer, FIELD_PATH, "o", path)
+    if interface is not None:
+        _field(writer, FIELD_INTERFACE, "s", interface)
+    if member is not None:
+        _field(writer, FIELD_MEMBER, "s", member)
+    if error_name is not None:
+        _field(writer, FIELD_ERROR_NAME, "s", error_name)
+    if reply_serial:
+        _field(writer, FIELD_REPLY_SERIAL, "u", reply_serial)
+    if destination is not None:
+        _field(writer, FIELD_DESTINATION, "s", destination)
+    if sender is not None:
+        _field(writer, FIELD_SENDER, "s", sender)
+    if signature:
+        _field(writer, FIELD_SIGNATURE, "g", signature)
+    if unix_fds:
+        _field(writer, FIELD_UNIX_FDS, "u", unix_fds)
+    _U32[endian].pack_into(writer.buf, 12, len(writer.buf) - FIXED_HEADER_SIZE)
+    writer.align(8)
+    writer.buf += body
+    return bytes(writer.buf)
+
+
+def sender_field(sender: str, endian: str) -> bytes:
+    """The encoded SENDER header field, starting 8-aligned (cache it per peer)."""
+    data = sender.encode()
+    return bytes((FIELD_SENDER, 1, ord("s"), 0)) + _U32[endian].pack(len(data)) + data + b"\0"
+
+
+def with_sender(msg: Message, field: bytes) -> tuple[bytes, bytes | memoryview]:
+    """Return (new header, body) of ``msg`` with its sender field set to ``field``.
+
+    The body is a view into the original frame; sending both with one gathered
+    write forwards the message without copying the body.
+    """
+    raw = msg.raw
+    end = msg.fields_end
+    head_fields = raw[FIXED_HEADER_SIZE:end]
+    if msg.sender_span is not None:
+        start, stop = msg.sender_span
+        stop += -stop % 8 if stop < end else 0
+        head_fields = raw[FIXED_HEADER_SIZE:start] + raw[min(stop, end):end]
+    pad = -(FIXED_HEADER_SIZE + len(head_fields)) % 8
+    fields_len = len(head_fields) + pad + len(field)
+    header = b"".join((raw[:12], _U32[msg.endian].pack(fields_len), head_fields, bytes(pad),
+                       field, bytes(-fields_len % 8)))
+    return header, memoryview(raw)[msg.body_offset:]
