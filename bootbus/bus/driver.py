@@ -67,14 +67,8 @@ def _peer_for(call: Call, name: str, what: str) -> Peer | None:
 # -- org.freedesktop.DBus -------------------------------------------------------
 
 def hello(call: Call) -> tuple[Any, ...]:
-    if call.peer.state is not PeerState.HELLO:
-        raise DriverError("Failed", "Already handled an Hello message")
-    bus, peer = call.bus, call.peer
-    name = bus.assign_unique_name(peer)
-    bus.reply(peer, call.msg, "s", (name,))
-    bus.emit_signal(IFACE, "NameOwnerChanged", "sss", (name, "", name))
-    bus.emit_signal(IFACE, "NameAcquired", "s", (name,), destination=peer)
-    raise _Replied()
+    # The first Hello is answered by the router; any later one is an error.
+    raise DriverError("Failed", "Already handled an Hello message")
 
 
 def request_name(call: Call) -> tuple[Any, ...]:

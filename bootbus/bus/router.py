@@ -128,6 +128,8 @@ class Bus:
             if not (msg.type == m.METHOD_CALL and msg.destination == BUS_NAME
                     and msg.member == "Hello" and msg.interface in (None, BUS_NAME)):
                 raise PeerError("the first message was not Hello")
+            self._hello(peer, msg)
+            return
         if msg.fds and not peer.unix_fd:
             raise PeerError("fds received on a connection that did not negotiate them")
         dest = msg.destination
@@ -158,6 +160,21 @@ class Bus:
             self._route_unicast(peer, msg, target)
         else:
             self._route_reply(peer, msg, target)
+
+    def _hello(self, peer: Peer, msg: m.Message) -> None:
+        """The first message: the peer gets its unique name, then sees it announced.
+
+        Handled here rather than in the driver so that monitors see the Hello
+        call with its sender already set, as they do on dbus-daemon.
+        """
+        if msg.signature:
+            raise PeerError("Hello takes no arguments")
+        name = self.assign_unique_name(peer)
+        self._to_monitors(peer, msg)
+        self._release_fds(msg)
+        self.reply(peer, msg, "s", (name,))
+        self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss", (name, "", name))
+        self.emit_signal(BUS_NAME, "NameAcquired", "s", (name,), destination=peer)
 
     def _route_call(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
         wants_reply = not msg.flags & m.FLAG_NO_REPLY_EXPECTED

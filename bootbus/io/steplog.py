@@ -201,6 +201,8 @@ class RecordSink(Protocol):
     @property
     def reachable(self) -> bool: ...
 
+    def attach(self, last_seq: int) -> list[Note]: ...
+
     def deliver(self, record: Record) -> list[Note]: ...
 
     def poll(self) -> list[Note]: ...
@@ -370,7 +372,7 @@ class StepLog:
             raise StepLogError(f"max_bytes must be at least {2 * RECORD_MAX_BYTES}")
         self.path = steplog_path(runtime_dir)
         self.phase = phase
-        self.sink = sink
+        self.sink: RecordSink | None = None
         self.write_errors = 0
         self.last_errors: collections.deque[Record] = collections.deque(maxlen=LAST_ERRORS_MAX)
         self._clock = clock or SystemClock()
@@ -383,6 +385,8 @@ class StepLog:
         self.last_seq = max(_last_seq_in(self.path), _last_seq_in(self.path + ROTATED_SUFFIX))
         self._notes: collections.deque[Note] = collections.deque()
         self._draining = False
+        if sink is not None:
+            self.attach_sink(sink)
 
     # -- writing -------------------------------------------------------------
 
@@ -412,6 +416,13 @@ class StepLog:
         """Change the boot phase; the change itself is logged in the new phase."""
         previous, self.phase = self.phase, phase
         return self.log(LOG_NOTICE, f"boot phase {previous} -> {phase}", {"PREVIOUS_PHASE": previous, **fields})
+
+    def attach_sink(self, sink: RecordSink) -> None:
+        """From now on every record also goes to `sink` (records already in
+        the file reach it through its own replay)."""
+        self.sink = sink
+        self._notes.extend(sink.attach(self.last_seq))
+        self._log_notes()
 
     def poll(self) -> None:
         """Let the sink retry (journald appeared? replay pending records)."""
