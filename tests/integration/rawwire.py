@@ -165,7 +165,8 @@ class RawMessage:
 
     def args(self) -> list[Any]:
         """Unmarshal a body of basic types and 'as'."""
-        return _Reader(self.body, self.endian).values(split_signature(self.fields.get(SIGNATURE, "")))
+        codes = split_signature(self.fields.get(SIGNATURE, ""))
+        return _Reader(self.body, self.endian).values(codes)
 
 
 class _Reader:

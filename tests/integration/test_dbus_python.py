@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import dbus
 import pytest
+from jeepney import HeaderFields
 
 from .buses import Bus
 from .peers import Peer, member
@@ -69,7 +70,7 @@ def test_service_signal_reaches_jeepney(client: dbus.bus.BusConnection, lib_serv
     client.get_object(SERVICE, PATH).Emit("broadcast", dbus_interface=IFACE)
     msg = listener.wait_for(lambda m: member(m) == "Pinged")
     assert msg.body == ("broadcast",)
-    assert msg.header.fields[7] == lib_service  # the bus put the unique name in SENDER
+    assert msg.header.fields[HeaderFields.sender] == lib_service  # stamped by the bus
 
 
 def test_jeepney_calls_libdbus_service(lib_service: str, connect: Callable[..., Peer]) -> None:

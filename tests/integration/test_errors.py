@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from jeepney import MessageType, new_error
+from jeepney import HeaderFields, MessageType, new_error
 
 from .buses import Bus
 from .peers import DRIVER, DRIVER_PATH, Peer, Service, error_name
@@ -86,7 +86,7 @@ def test_error_name(case: tuple[Any, ...], connect: Callable[..., Peer]) -> None
     assert reply.header.message_type is MessageType.error, f"got a return: {reply.body}"
     assert error_name(reply) == expected
     # Every bus error carries a human-readable message as its one string argument.
-    assert reply.header.fields.get(8) == "s" and isinstance(reply.body[0], str)
+    assert reply.header.fields.get(HeaderFields.signature) == "s" and isinstance(reply.body[0], str)
 
 
 def test_service_error_passes_through_unchanged(bus: Bus, connect: Callable[..., Peer]) -> None:
@@ -97,7 +97,7 @@ def test_service_error_passes_through_unchanged(bus: Bus, connect: Callable[...,
         reply = connect().call("com.example.Failing", "/x", "com.example.F", "Fail")
     assert error_name(reply) == "com.example.Error.Custom"
     assert reply.body == ("custom failure", 17)
-    assert reply.header.fields[7] == service.unique_name
+    assert reply.header.fields[HeaderFields.sender] == service.unique_name
 
 
 def test_driver_without_interface_field(connect: Callable[..., Peer], bus: Bus) -> None:
