@@ -8,9 +8,12 @@ id, and the signal handlers (installed in a context manager).
 
 import argparse
 import contextlib
+import json
 import os
 import signal
+import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +21,10 @@ from dataclasses import dataclass
 from .bus import driver
 from .bus.router import Bus
 from .io.listen import Listener, from_systemd, listen_all
+from .io import reexec
 from .io.server import Server
+from .io.supervisor import Supervisor
+from .state import snapshot
 from .wire.errors import AddressError
 
 MACHINE_ID_PATHS = ("/etc/machine-id", "/var/lib/dbus/machine-id")
@@ -36,6 +42,12 @@ class Config:
     address: str | None
     runtime_dir: str
     print_address: bool = False
+    restore_fd: int | None = None
+    preflight: str | None = None
+
+    def exec_args(self) -> list[str]:
+        """The flags a re-executed image gets (it adopts sockets, so no --address)."""
+        return ["--runtime-dir", self.runtime_dir]
 
     @property
     def listen_address(self) -> str:
@@ -51,9 +63,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
                         help="where bootbus keeps its files (default /run/bootbus as root)")
     parser.add_argument("--print-address", action="store_true",
                         help="print the address clients should use once listening")
+    parser.add_argument("--restore-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--preflight", metavar="VERSION", default=None, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     return Config(address=ns.address, runtime_dir=ns.runtime_dir or default_runtime_dir(),
-                  print_address=ns.print_address)
+                  print_address=ns.print_address, restore_fd=ns.restore_fd,
+                  preflight=ns.preflight)
 
 
 def read_machine_id() -> str:
@@ -103,19 +118,106 @@ def make_bus() -> Bus:
     return bus
 
 
-def run(config: Config) -> int:
-    os.makedirs(config.runtime_dir, mode=0o755, exist_ok=True)
-    listeners: list[Listener] = [] if config.address else from_systemd()
-    if not listeners:
-        try:
-            listeners = listen_all(config.listen_address)
-        except (AddressError, OSError) as exc:
-            print(f"bootbus: cannot listen on {config.listen_address}: {exc}", file=sys.stderr)
-            return 1
-    bus = make_bus()
+def preflight(version: str) -> int:
+    """Exit 0 if this code imports completely and can restore a snapshot of ``version``."""
+    from .state import snapshot
+
+    major, _, _minor = version.partition(".")
+    if int(major) != snapshot.VERSION[0]:
+        print(f"bootbus: cannot restore snapshot format {version} "
+              f"(reads {snapshot.VERSION[0]}.x)")
+        return 1
+    print(f"bootbus {__import__('bootbus').__version__} reads snapshot format {version}")
+    return 0
+
+
+def log_stderr(priority: int, message: str, **fields: object) -> None:
+    print(f"<{priority}>bootbus: {message}", file=sys.stderr, flush=True)
+
+
+def _inherited_listeners() -> list[Listener]:
+    raw = os.environ.pop(reexec.LISTENERS_ENV, "")
+    if not raw:
+        return []
+    listeners = []
+    for fd, address, path in json.loads(raw):
+        sock = socket.socket(fileno=int(fd))
+        sock.setblocking(False)
+        os.set_inheritable(sock.fileno(), False)
+        listeners.append(Listener(sock, str(address), path))
+    return listeners
+
+
+def _close_stray_fds(keep: set[int]) -> None:
+    """After a refused snapshot: close inherited fds nobody can serve any more."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                if os.get_inheritable(fd):
+                    os.close(fd)
+
+
+def restore(config: Config, bus: Bus) -> tuple[Server, list[Listener], dict[str, object]]:
+    """Adopt the previous image's state; on a bad snapshot keep only its listeners."""
+    listeners = _inherited_listeners()
+    assert config.restore_fd is not None
+    try:
+        data = reexec.read_fd(config.restore_fd)
+        restored = snapshot.decode(data, lambda text: log_stderr(4, text))
+    except (OSError, snapshot.SnapshotError) as exc:
+        log_stderr(2, f"state snapshot refused, serving new clients only: {exc}")
+        _close_stray_fds({lst.sock.fileno() for lst in listeners})
+        return Server(bus, listeners), listeners, {}
+    new = restored.bus
+    bus.bus_id, bus.next_peer_id, bus.next_unique = new.bus_id, new.next_peer_id, new.next_unique
+    bus.serial, bus.stats, bus.pending, bus.registry = new.serial, new.stats, new.pending, new.registry
+    bus.peers = new.peers
+    bus.rebuild_indexes()
     server = Server(bus, listeners)
+    for peer_id, fd in restored.conn_fds.items():
+        conn = server.adopt(socket.socket(fileno=fd), bus.peers[peer_id])
+        os.set_inheritable(fd, False)
+        if peer_id in restored.auth_deadlines:
+            conn.deadline = restored.auth_deadlines[peer_id]
+    for peer in bus.peers.values():
+        for frame in peer.outq:
+            if frame.fds is not None:
+                for fd in frame.fds.fds:
+                    os.set_inheritable(fd, False)
+        for fd in peer.framer.fds:
+            os.set_inheritable(fd, False)
+    return server, listeners, restored.supervisor
+
+
+def run(config: Config) -> int:
+    if config.preflight is not None:
+        return preflight(config.preflight)
+    os.makedirs(config.runtime_dir, mode=0o755, exist_ok=True)
+    bus = make_bus()
+    state: dict[str, object] = {}
+    if config.restore_fd is not None:
+        server, listeners, state = restore(config, bus)
+    else:
+        listeners = [] if config.address else from_systemd()
+        if not listeners:
+            try:
+                listeners = listen_all(config.listen_address)
+            except (AddressError, OSError) as exc:
+                print(f"bootbus: cannot listen on {config.listen_address}: {exc}",
+                      file=sys.stderr)
+                return 1
+        server = Server(bus, listeners)
+    supervisor = Supervisor(bus, server, listeners, config.exec_args(), log=log_stderr)
+    supervisor.install()
+    if state:
+        supervisor.restore(state)
+        started = os.environ.pop("BOOTBUS_EXEC_STARTED", "")
+        pause = f", {1000 * (time.monotonic() - float(started)):.1f} ms after exec" if started else ""
+        log_stderr(6, f"restored generation {supervisor.generation} in phase "
+                      f"{supervisor.phase}: {len(bus.peers)} connections{pause}")
     address = ";".join(f"{lst.address},guid={bus.bus_id}" for lst in listeners)
-    if config.print_address:
+    if config.print_address and config.restore_fd is None:
         print(address, flush=True)
     try:
         with signals_stop(server):

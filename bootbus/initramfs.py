@@ -398,18 +398,20 @@ for module in list(sys.modules.values()):
 """
 
 
-def imported_module_files(package_dir: Path, python: str = PYTHON) -> list[str]:
+def imported_module_files(package_dir: Path, python: str = PYTHON,
+                          also: Sequence[str] = ()) -> list[str]:
     """Files of the modules ``python`` loads to import every module of the package.
 
     Everything bootbus imports, directly or lazily, is imported in a child
     interpreter started the way the daemon starts (site included); its
-    ``sys.modules`` is the answer, bootbus's own modules excluded.
+    ``sys.modules`` is the answer, bootbus's own modules excluded. ``also``
+    names more modules that must import (programs shipped beside bootbus).
     """
     modules = package_modules(package_dir)
     wanted: set[str] = set(EXTRA_MODULES)
     for path in modules.values():
         wanted |= imported_names(path.read_text(encoding="utf-8"))
-    required = [name for name in modules if not name.endswith(".__main__")]
+    required = [name for name in modules if not name.endswith(".__main__")] + list(also)
     optional = sorted(name for name in wanted
                       if name.split(".")[0] != PACKAGE or name in modules)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
@@ -471,10 +473,11 @@ def interpreter_paths(python: str) -> list[str]:
 
 def initramfs_files(package_dir: Path, python: str = PYTHON,
                     package_dest: str = PACKAGE_DEST, bytecode: bool = True,
-                    resolver: LibraryResolver | None = None) -> list[InstallFile]:
+                    resolver: LibraryResolver | None = None,
+                    also: Sequence[str] = ()) -> list[InstallFile]:
     """Everything ``python -m bootbus`` needs in an initramfs, each file once."""
     interpreter = interpreter_paths(python)
-    modules = imported_module_files(package_dir, python)
+    modules = imported_module_files(package_dir, python, also)
     if bytecode:
         modules = with_bytecode(modules)
     extensions = [path for path in modules if path.endswith(".so")]
@@ -515,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing.add_argument("--no-bytecode", action="store_true",
                          help="leave out the system's compiled __pycache__ files")
     listing.add_argument("--size", action="store_true", help="print the total size on stderr")
+    listing.add_argument("--with-module", action="append", default=[], metavar="MODULE",
+                         help="also a module (and what it imports) that must run there")
     closure = commands.add_parser("closure", help="shared-library closure of ELF files")
     closure.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
@@ -525,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         package_dir = Path(__file__).resolve().parent
         files = initramfs_files(package_dir, args.python, args.package_dest,
-                                bytecode=not args.no_bytecode)
+                                bytecode=not args.no_bytecode, also=args.with_module)
         for entry in files:
             print(entry.line())
         if args.size:

@@ -102,7 +102,7 @@ def release_name(call: Call) -> tuple[Any, ...]:
 def start_service_by_name(call: Call) -> tuple[Any, ...]:
     name, _flags = call.args
     bus = call.bus
-    if bus.lookup(name) is not None or name == BUS_NAME:
+    if bus.lookup(name) is not None or _bus_owned(call, name):
         return (START_REPLY_ALREADY_RUNNING,)
     if bus.activator is not None and bus.activator.can_activate(name):
         bus.activator.start(bus, call.peer, call.msg, name)
@@ -124,12 +124,17 @@ def update_activation_environment(call: Call) -> tuple[Any, ...]:
 
 def name_has_owner(call: Call) -> tuple[Any, ...]:
     (name,) = call.args
-    return (name == BUS_NAME or call.bus.lookup(name) is not None,)
+    return (_bus_owned(call, name) or call.bus.lookup(name) is not None,)
+
+
+def _bus_owned(call: Call, name: str) -> bool:
+    """The driver's name and the names of services the bus answers itself."""
+    return name == BUS_NAME or name in call.bus.services
 
 
 def list_names(call: Call) -> tuple[Any, ...]:
     bus = call.bus
-    names = [BUS_NAME]
+    names = [BUS_NAME, *bus.services]
     names.extend(p.unique_name for p in bus.peers.values() if p.state is PeerState.ACTIVE)
     names.extend(bus.registry.queues)
     return (names,)
@@ -168,7 +173,7 @@ def _rule(text: str) -> Any:
 
 def get_name_owner(call: Call) -> tuple[Any, ...]:
     (name,) = call.args
-    if name == BUS_NAME:
+    if _bus_owned(call, name):
         return (BUS_NAME,)
     if not is_bus_name(name):
         raise DriverError("InvalidArgs", f"Could not get owner of name '{name}': not a valid "

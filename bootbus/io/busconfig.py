@@ -319,14 +319,19 @@ class _FileParser:
         p.EndElementHandler = self._end
         p.CharacterDataHandler = self._text
         self.ctx.chain.append(os.path.realpath(self.path))
+        first_file = len(self.ctx.files)
+        self.ctx.files.append(self.path)
         try:
             p.Parse(data, True)
         except xml.parsers.expat.ExpatError as e:
+            del self.ctx.files[first_file:]
             raise ConfigError(self.path, e.lineno,
                               xml.parsers.expat.ErrorString(e.code)) from None
+        except ConfigError:
+            del self.ctx.files[first_file:]
+            raise
         finally:
             self.ctx.chain.pop()
-        self.ctx.files.append(self.path)
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(self.path, self.expat.CurrentLineNumber, message)
@@ -360,7 +365,8 @@ class _FileParser:
             self.stack.append(_Frame(name, line, attrs))
             return
         parent = self.stack[-1]
-        self._check_no_text(parent)
+        if parent.name not in _TEXT_ELEMENTS:
+            self._check_no_text(parent)
         frame = _Frame(name, line, attrs)
         if name not in _KNOWN_ELEMENTS:
             self.warn(f"Unknown element <{name}> inside <{parent.name}> ignored")
@@ -392,10 +398,6 @@ class _FileParser:
             self._check_no_text(frame)
 
     def _check_no_text(self, frame: _Frame) -> None:
-        if frame.name in _TEXT_ELEMENTS or frame.skip:
-            if frame.name in _TEXT_ELEMENTS and not frame.skip:
-                raise self.error(f"Element <{frame.name}> cannot contain elements")
-            return
         if "".join(frame.text).strip():
             raise self.error(f"No text content expected inside XML element {frame.name} in "
                              "configuration file")
@@ -708,8 +710,8 @@ class _FileParser:
         child = _FileParser(path, self.ctx, dict(self.limits))
         try:
             child.run()
-        except ConfigFileMissing:
-            if ignore_missing:
+        except ConfigFileMissing as e:
+            if ignore_missing and e.path == path:
                 return
             raise
         self._merge(child)

@@ -23,8 +23,10 @@ documented (systemd.io/JOURNAL_NATIVE_PROTOCOL); tests/test_journal.py checks
 our datagrams against libsystemd's and against the real systemd-journald.
 
 Restarts: a journald restart shows up as a failed send (ECONNREFUSED: the
-socket we were connected to is gone) or as a different socket inode when we
-reconnect; either way the bridge reconnects and replays from the cursor.
+socket we were connected to is gone); the bridge reconnects at once, or every
+`retry_usec` until journald is back, replays from the cursor, and logs
+"journald restarted" (with whether the socket inode changed; inode numbers
+are reused, so that alone cannot be relied on).
 A datagram journald accepted into its queue but never read before dying is
 lost; under systemd the socket belongs to pid 1 and outlives journald, so
 that only happens with a journald started by hand.
@@ -316,9 +318,11 @@ class JournalBridge:
             sock.close()
             self._next_attempt_usec = now + self._retry_usec
             return False
-        if self._last_identity is not None and sock.identity != self._last_identity:
+        if self._last_identity is not None:  # we had lost it: a send failed
             self.restarts += 1
-            self._notes.append(Note(LOG_INFO, "journald restarted", {"JOURNAL_SOCKET": self.socket_path}))
+            changed = "1" if sock.identity != self._last_identity else "0"
+            fields = {"JOURNAL_SOCKET": self.socket_path, "JOURNAL_SOCKET_REPLACED": changed}
+            self._notes.append(Note(LOG_INFO, "journald restarted", fields))
         self._last_identity = sock.identity
         self._sock = sock
         self._pending = None

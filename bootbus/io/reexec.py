@@ -1,0 +1,138 @@
+"""Re-executing bootbus with its state: live upgrades and root pivots.
+
+Owns: the memfd that carries a snapshot across exec, the inheritable flags of
+exactly the fds the snapshot lists, the preflight that proves the target code
+imports and reads this snapshot version before anything is torn down, and the
+pivot into a new root (fchdir to an O_PATH fd opened before the switch, then
+chroot "."). On any failure before exec succeeds, the running image's fds and
+root are restored and the caller keeps serving.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import bootbus
+
+from ..state.snapshot import VERSION
+
+LISTENERS_ENV = "BOOTBUS_LISTENERS"  # [[fd, address, path], ...]: kept even if a restore fails
+INSTALL_DIRS = ("/usr/lib/bootbus",)  # where the dracut module installs the package
+
+
+def interpreter() -> str:
+    """The running interpreter (sys.executable is empty when argv[0] starts with '@')."""
+    return sys.executable or os.readlink("/proc/self/exe")
+
+
+def package_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(bootbus.__file__)))
+
+
+def argv0() -> str:
+    """'@bootbus' where systemd must spare us (initramfs, or started that way)."""
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            current = f.read().split(b"\0", 1)[0]
+    except OSError:
+        current = b""
+    if current.startswith(b"@") or os.path.exists("/etc/initrd-release"):
+        return "@bootbus"
+    return "bootbus"
+
+
+@dataclass
+class ExecPlan:
+    interpreter: str
+    argv: list[str]
+    env: dict[str, str]
+    root_fd: int | None = None  # pivot into this directory (O_PATH fd) before exec
+
+
+def plan(restore_fd: int, daemon_args: Sequence[str], listeners: list[tuple[int, str, str | None]],
+         root_fd: int | None = None) -> ExecPlan:
+    env = dict(os.environ)
+    env[LISTENERS_ENV] = json.dumps([list(x) for x in listeners])
+    pkg = package_root()
+    if root_fd is None:
+        env["PYTHONPATH"] = _prepend(pkg, env.get("PYTHONPATH"))
+        python = interpreter()
+    else:
+        python = "/usr/bin/python3"
+        paths = [p for p in (pkg, *INSTALL_DIRS) if _exists_under(root_fd, p)]
+        if paths:
+            env["PYTHONPATH"] = ":".join(paths)
+        else:
+            env.pop("PYTHONPATH", None)
+    argv = [argv0(), "-m", "bootbus", *daemon_args, "--restore-fd", str(restore_fd)]
+    return ExecPlan(python, argv, env, root_fd)
+
+
+def _prepend(path: str, existing: str | None) -> str:
+    parts = [p for p in (existing or "").split(":") if p and p != path]
+    return ":".join([path, *parts])
+
+
+def _exists_under(root_fd: int, path: str) -> bool:
+    try:
+        os.stat(os.path.join(path.lstrip("/"), "bootbus", "__main__.py"), dir_fd=root_fd)
+        return True
+    except OSError:
+        return False
+
+
+def preflight_argv(target: ExecPlan) -> list[str]:
+    """Run the target interpreter on the target code: does it import and read our format?"""
+    version = f"{VERSION[0]}.{VERSION[1]}"
+    return [target.interpreter, "-m", "bootbus", "--preflight", version]
+
+
+def write_memfd(data: bytes) -> int:
+    fd = os.memfd_create("bootbus-state", 0)  # no CLOEXEC: it is meant to cross exec
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def read_fd(fd: int) -> bytes:
+    chunks = []
+    os.lseek(fd, 0, os.SEEK_SET)
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def execute(target: ExecPlan, keep_fds: list[int]) -> OSError:
+    """exec the plan; returns only on failure, with everything as it was."""
+    changed = [fd for fd in keep_fds if not os.get_inheritable(fd)]
+    for fd in changed:
+        os.set_inheritable(fd, True)
+    old_root = None
+    try:
+        if target.root_fd is not None:
+            old_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.fchdir(target.root_fd)
+            os.chroot(".")
+            os.chdir("/")
+        os.execve(target.interpreter, target.argv, target.env)
+    except OSError as exc:
+        error = exc
+    if old_root is not None:
+        try:
+            os.fchdir(old_root)
+            os.chroot(".")
+            os.chdir("/")
+        finally:
+            os.close(old_root)
+    for fd in changed:
+        os.set_inheritable(fd, False)
+    return error

@@ -1,0 +1,345 @@
+"""The supervisor: bootbus's own service on the bus, and its life across roots.
+
+Owns: the name ``org.bootbus`` (answered by the bus itself) with the
+interface ``org.bootbus.Supervisor1`` at /org/bootbus/Supervisor1, the boot
+phase (initramfs, root, shutdown), the generation (how many images served this
+bus) and the history of pivots, and the orchestration of a re-exec:
+preflight in the background while the bus keeps serving, then at the end of a
+loop iteration (every read message already routed) snapshot and exec. The
+caller of Reexec/Pivot is answered by the new image once it serves.
+"""
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..bus.peer import Peer
+from ..bus.router import Bus
+from ..state.snapshot import ListenerRecord, encode
+from ..wire import message as m
+from . import reexec
+from .listen import Listener
+from .server import Server
+
+SERVICE = "org.bootbus"
+PATH = "/org/bootbus/Supervisor1"
+IFACE = "org.bootbus.Supervisor1"
+ERR_FAILED = "org.bootbus.Error.Failed"
+ERR_ACCESS = "org.freedesktop.DBus.Error.AccessDenied"
+ROOT_CHECK_INTERVAL = 0.5  # seconds between checks of PID 1's root while in the initramfs
+SHUTDOWN_ROOT = "/run/initramfs"
+
+PHASE_INITRAMFS = "initramfs"
+PHASE_ROOT = "root"
+PHASE_SHUTDOWN = "shutdown"
+
+Logger = Callable[..., None]
+
+
+def _silent(priority: int, message: str, **fields: Any) -> None:
+    pass
+
+
+def detect_phase() -> str:
+    return PHASE_INITRAMFS if os.path.exists("/etc/initrd-release") else PHASE_ROOT
+
+
+def _root_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+@dataclass
+class Supervisor:
+    bus: Bus
+    server: Server
+    listeners: list[Listener]
+    daemon_args: list[str]
+    log: Logger = _silent
+    phase: str = field(default_factory=detect_phase)
+    generation: int = 1
+    started_at: float = field(default_factory=time.time)
+    pivots: list[dict[str, Any]] = field(default_factory=list)
+    answer_after_exec: list[tuple[int, int]] = field(default_factory=list)  # (peer id, serial)
+    prepared_root: int | None = None
+    prepared_path: str = ""
+    exec_target: reexec.ExecPlan | None = None
+    exec_phase: str = ""
+    preflight: subprocess.Popen[bytes] | None = None
+    preflight_output: bytes = b""
+    pivot_path: str = ""
+    ready: bool = False  # preflight passed: exec at the end of this loop iteration
+    _waiting: list[tuple[int, int]] = field(default_factory=list)
+    _pid1_root: tuple[int, int] | None = None
+    _next_root_check: float = 0.0
+    on_before_exec: list[Callable[[], None]] = field(default_factory=list)
+
+    def install(self) -> None:
+        self.bus.services[SERVICE] = self.handle
+        self.server.on_tick.append(self.tick)
+        if self.phase == PHASE_INITRAMFS:
+            self._pid1_root = _root_id("/proc/1/root/")
+
+    def state(self) -> dict[str, Any]:
+        return {"phase": self.phase, "generation": self.generation,
+                "started_at": self.started_at, "pivots": self.pivots,
+                "answer_after_exec": [list(x) for x in self.answer_after_exec]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.phase = str(state.get("phase", self.phase))
+        self.generation = int(state.get("generation", 0)) + 1
+        self.started_at = float(state.get("started_at", self.started_at))
+        self.pivots = list(state.get("pivots", []))
+        for peer_id, serial in state.get("answer_after_exec", []):
+            peer = self.bus.peers.get(int(peer_id))
+            if peer is not None:
+                self._reply(peer, int(serial))
+
+    # -- the bus interface ------------------------------------------------------
+    def handle(self, bus: Bus, peer: Peer, msg: m.Message) -> None:
+        method = _METHODS.get((msg.interface or IFACE, msg.member or ""))
+        if method is None:
+            bus.send_error(peer, msg, "org.freedesktop.DBus.Error.UnknownMethod",
+                           f'No method "{msg.member}" on interface "{msg.interface}"',
+                           sender=SERVICE)
+            return
+        signature, handler, privileged = method
+        if msg.signature != signature:
+            bus.send_error(peer, msg, "org.freedesktop.DBus.Error.InvalidArgs",
+                           f"{msg.member} takes ({signature}), got ({msg.signature})",
+                           sender=SERVICE)
+            return
+        if privileged and peer.uid not in (0, bus.uid):
+            bus.send_error(peer, msg, ERR_ACCESS, f"{msg.member} is only allowed for root",
+                           sender=SERVICE)
+            return
+        try:
+            handler(self, peer, msg, msg.args())
+        except SupervisorError as exc:
+            bus.send_error(peer, msg, ERR_FAILED, str(exc), sender=SERVICE)
+
+    def _reexec(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        self._start(peer, msg, None, self.phase)
+
+    def _pivot(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        newroot, prepare_only = args
+        if prepare_only:
+            self.prepare_pivot(newroot)
+            self.bus.reply(peer, msg, sender=SERVICE)
+            return
+        if newroot == self.prepared_path and self.prepared_root is not None:
+            fd = self.prepared_root
+        else:
+            fd = _open_root(newroot)
+        phase = PHASE_SHUTDOWN if os.path.normpath(newroot) == SHUTDOWN_ROOT else PHASE_ROOT
+        self._start(peer, msg, fd, phase, newroot)
+
+    def _status(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        bus = self.bus
+        status = {
+            "Phase": ("s", self.phase), "PID": ("u", os.getpid()),
+            "Generation": ("u", self.generation), "StartedAt": ("d", self.started_at),
+            "Pivots": ("u", len(self.pivots)), "Connections": ("u", len(bus.peers)),
+            "Names": ("u", len(bus.registry.queues)), "BusId": ("s", bus.bus_id),
+            "PendingReplies": ("u", len(bus.pending)),
+        }
+        bus.reply(peer, msg, "a{sv}", (status,), sender=SERVICE)
+
+    def _introspect(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        self.bus.reply(peer, msg, "s", (_INTROSPECTION,), sender=SERVICE)
+
+    def _ping(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        self.bus.reply(peer, msg, sender=SERVICE)
+
+    # -- re-exec orchestration --------------------------------------------------
+    def prepare_pivot(self, newroot: str) -> None:
+        fd = _open_root(newroot)
+        if self.prepared_root is not None:
+            os.close(self.prepared_root)
+        self.prepared_root, self.prepared_path = fd, newroot
+        self.log(6, f"pivot into {newroot} prepared", NEWROOT=newroot)
+
+    def _start(self, peer: Peer | None, msg: m.Message | None, root_fd: int | None,
+               phase: str, newroot: str = "") -> None:
+        if peer is not None and msg is not None:
+            self._waiting.append((peer.id, msg.serial))
+        if self.preflight is not None or self.exec_target is not None:
+            return  # one re-exec at a time; this caller is answered by it
+        listeners = [(lst.sock.fileno(), lst.address, lst.path) for lst in self.listeners]
+        target = reexec.plan(-1, self.daemon_args, listeners, root_fd)
+        self.exec_phase = phase
+        self.pivot_path = newroot
+        self.log(6, f"re-exec requested (phase {phase}{', root ' + newroot if newroot else ''}),"
+                 " running preflight", TARGET=target.interpreter)
+        self.exec_target = target
+        argv = reexec.preflight_argv(target)
+        pre_fn = None
+        if root_fd is not None:
+            def pre_fn() -> None:
+                os.fchdir(root_fd)
+                os.chroot(".")
+                os.chdir("/")
+        try:
+            self.preflight = subprocess.Popen(argv, env=target.env, stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                              preexec_fn=pre_fn, pass_fds=())
+        except OSError as exc:
+            self._fail(f"preflight could not start {target.interpreter}: {exc}")
+            return
+        assert self.preflight.stdout is not None
+        os.set_blocking(self.preflight.stdout.fileno(), False)
+        self.server.add_fd(self.preflight.stdout.fileno(), self._preflight_output)
+
+    def _preflight_output(self, _events: int) -> None:
+        proc = self.preflight
+        assert proc is not None and proc.stdout is not None
+        try:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+        except BlockingIOError:
+            return
+        if chunk:
+            self.preflight_output += chunk[:4096]
+            return
+        self.server.remove_fd(proc.stdout.fileno())
+        proc.stdout.close()
+        code = proc.wait()
+        self.preflight = None
+        output = self.preflight_output.decode(errors="replace").strip()
+        self.preflight_output = b""
+        if code != 0:
+            self._fail(f"preflight failed (exit {code}): {output[-500:]}")
+            return
+        self.log(6, "preflight passed", OUTPUT=output[-200:])
+        self.ready = True
+
+    def _fail(self, reason: str) -> None:
+        self.log(3, f"re-exec aborted, this image keeps serving: {reason}", REASON=reason)
+        self.exec_target = None
+        self.ready = False
+        for peer_id, serial in self._waiting:
+            peer = self.bus.peers.get(peer_id)
+            if peer is not None:
+                self._error(peer, serial, reason)
+        self._waiting = []
+
+    def tick(self) -> None:
+        if self.ready and self.exec_target is not None:
+            self.ready = False
+            self._exec()
+            return
+        if self._pid1_root is not None and self.phase == PHASE_INITRAMFS:
+            now = time.monotonic()
+            if now >= self._next_root_check:
+                self._next_root_check = now + ROOT_CHECK_INTERVAL
+                current = _root_id("/proc/1/root/")
+                if current is not None and current != self._pid1_root:
+                    self._pid1_root = None
+                    self._auto_pivot()
+
+    def _auto_pivot(self) -> None:
+        """PID 1 switched root: follow it before the initramfs is deleted under us."""
+        if self.prepared_root is not None:
+            fd, path = self.prepared_root, self.prepared_path
+        else:
+            fd, path = _open_root("/proc/1/root"), "/proc/1/root"
+        self.log(5, f"PID 1 changed root, following it into {path}", NEWROOT=path)
+        self._start(None, None, fd, PHASE_ROOT, path)
+
+    def _exec(self) -> None:
+        target = self.exec_target
+        assert target is not None
+        server, bus = self.server, self.bus
+        t0 = time.monotonic()
+        server.settle()
+        for conn in list(server.conns.values()):
+            if conn.peer.outq:
+                server._flush(conn)
+        for hook in self.on_before_exec:
+            hook()
+        if target.root_fd is not None:
+            self.pivots.append({"from_phase": self.phase, "to_phase": self.exec_phase,
+                                "root": self.pivot_path, "at": time.time()})
+        previous_phase = self.phase
+        self.phase = self.exec_phase
+        self.answer_after_exec = list(self._waiting)
+        listeners = [ListenerRecord(lst.sock.fileno(), lst.address, lst.path)
+                     for lst in self.listeners]
+        conn_fds = {peer_id: conn.sock.fileno() for peer_id, conn in server.by_peer.items()}
+        deadlines = {peer_id: conn.deadline for peer_id, conn in server.by_peer.items()
+                     if conn.deadline}
+        data, fds = encode(bus, conn_fds, listeners, self.state(), deadlines)
+        memfd = reexec.write_memfd(data)
+        target.argv[target.argv.index("--restore-fd") + 1] = str(memfd)
+        self.log(6, f"re-executing: generation {self.generation + 1}, snapshot {len(data)} "
+                 f"bytes, {len(conn_fds)} connections", SNAPSHOT_BYTES=str(len(data)),
+                 PREPARE_MS=f"{(time.monotonic() - t0) * 1000:.1f}")
+        target.env["BOOTBUS_EXEC_STARTED"] = repr(time.monotonic())
+        error = reexec.execute(target, fds + [memfd])
+        os.close(memfd)
+        self.phase = previous_phase
+        if target.root_fd is not None:
+            self.pivots.pop()
+        self.answer_after_exec = []
+        self._fail(f"exec of {target.interpreter} failed: {error}")
+
+    # -- replies ------------------------------------------------------------------
+    def _reply(self, peer: Peer, serial: int) -> None:
+        raw = m.build(m.METHOD_RETURN, self.bus.next_serial(), reply_serial=serial,
+                      destination=peer.unique_name, sender=SERVICE)
+        self.bus.send_from_bus(peer, raw)
+
+    def _error(self, peer: Peer, serial: int, text: str) -> None:
+        raw = m.build(m.ERROR, self.bus.next_serial(), reply_serial=serial,
+                      error_name=ERR_FAILED, destination=peer.unique_name, sender=SERVICE,
+                      signature="s", args=(text,))
+        self.bus.send_from_bus(peer, raw)
+
+
+class SupervisorError(Exception):
+    pass
+
+
+def _open_root(path: str) -> int:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SupervisorError(f"cannot open new root {path}: {exc.strerror}") from None
+    try:
+        os.stat("usr/bin/python3", dir_fd=fd)
+    except OSError:
+        os.close(fd)
+        raise SupervisorError(f"new root {path} has no usr/bin/python3") from None
+    return fd
+
+
+_Method = Callable[[Supervisor, Peer, m.Message, list[Any]], None]
+_METHODS: dict[tuple[str, str], tuple[str, _Method, bool]] = {
+    (IFACE, "Reexec"): ("", Supervisor._reexec, True),
+    (IFACE, "Pivot"): ("sb", Supervisor._pivot, True),
+    (IFACE, "GetStatus"): ("", Supervisor._status, False),
+    ("org.freedesktop.DBus.Introspectable", "Introspect"): ("", Supervisor._introspect, False),
+    ("org.freedesktop.DBus.Peer", "Ping"): ("", Supervisor._ping, False),
+}
+
+_INTROSPECTION = """<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
+"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
+<node>
+  <interface name="org.bootbus.Supervisor1">
+    <method name="Reexec"/>
+    <method name="Pivot"><arg name="new_root" direction="in" type="s"/><arg name="prepare_only" direction="in" type="b"/></method>
+    <method name="GetStatus"><arg name="status" direction="out" type="a{sv}"/></method>
+  </interface>
+  <interface name="org.freedesktop.DBus.Introspectable">
+    <method name="Introspect"><arg direction="out" type="s"/></method>
+  </interface>
+  <interface name="org.freedesktop.DBus.Peer">
+    <method name="Ping"/>
+  </interface>
+</node>
+"""

@@ -1,0 +1,284 @@
+"""The state snapshot: the whole bus as versioned records, fds by index.
+
+Owns: the snapshot format (JSON lines, one record per line), its version and
+its integrity check, and turning a :class:`Bus` plus the io layer's fd
+numbers into records and back. Modelled on systemd's re-exec serialization:
+
+  * the first record names the format and its ``major.minor`` version; a
+    snapshot of a newer major version is refused, any minor is accepted;
+  * fds are inherited across exec and referenced by index into the header's
+    fd table; only fds the snapshot lists are made inheritable;
+  * unknown record types and unknown keys are logged and skipped; retired
+    keys are ignored; missing keys (an older minor) take their defaults;
+  * derived state (indexes, counters) is rebuilt, never stored;
+  * the last record carries the record count and a SHA-256 of everything
+    before it: a truncated, corrupted or edited snapshot is refused whole.
+
+Never touches an fd or a file: the io layer writes the bytes to a memfd.
+"""
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..bus import names as nm
+from ..bus.match import MatchRuleError, parse_rule
+from ..bus.peer import OutFrame, Peer, PeerState, SharedFds
+from ..bus.router import Bus
+from ..wire.framer import Framer
+from ..wire.sasl import SaslServer, State
+
+FORMAT = "bootbus-state"
+VERSION = (1, 1)  # 1.1 added per-peer comm and message counters (1.0 lacks them)
+MAX_SNAPSHOT_SIZE = 512 * 1024 * 1024  # refuses absurd inputs before parsing
+
+
+class SnapshotError(Exception):
+    """The snapshot cannot be restored; nothing of it may be used."""
+
+
+@dataclass
+class ListenerRecord:
+    fd: int
+    address: str
+    path: str | None
+
+
+@dataclass
+class Restored:
+    bus: Bus
+    conn_fds: dict[int, int]  # peer id -> socket fd
+    listeners: list[ListenerRecord]
+    supervisor: dict[str, Any]
+    auth_deadlines: dict[int, float]
+    version: tuple[int, int]
+    skipped: list[str] = field(default_factory=list)
+
+
+def _b64(data: bytes | bytearray) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class _FdTable:
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+        self.index: dict[int, int] = {}
+
+    def ref(self, fd: int) -> int:
+        if fd not in self.index:
+            self.index[fd] = len(self.fds)
+            self.fds.append(fd)
+        return self.index[fd]
+
+
+def encode(bus: Bus, conn_fds: dict[int, int], listeners: list[ListenerRecord],
+           supervisor: dict[str, Any], auth_deadlines: dict[int, float] | None = None
+           ) -> tuple[bytes, list[int]]:
+    """Serialize; return the snapshot and the fds that must survive exec."""
+    table = _FdTable()
+    records: list[dict[str, Any]] = []
+    records.append({"t": "bus", "bus_id": bus.bus_id, "next_peer_id": bus.next_peer_id,
+                    "next_unique": bus.next_unique, "serial": bus.serial,
+                    "stats": bus.stats})
+    records.append({"t": "supervisor", **supervisor})
+    for lst in listeners:
+        records.append({"t": "listener", "fd": table.ref(lst.fd), "address": lst.address,
+                        "path": lst.path})
+    shared_ids: dict[int, int] = {}
+    for peer in bus.peers.values():
+        if peer.id not in conn_fds:
+            continue
+        records.append(_peer_record(peer, conn_fds[peer.id], table, shared_ids,
+                                    (auth_deadlines or {}).get(peer.id, 0.0)))
+    for name, queue in bus.registry.queues.items():
+        records.append({"t": "name", "name": name,
+                        "owners": [[o.peer, o.flags] for o in queue]})
+    for (caller, serial), callee in bus.pending.items():
+        records.append({"t": "pending", "caller": caller, "serial": serial, "callee": callee})
+    lines = [json.dumps({"t": "header", "format": FORMAT, "version": list(VERSION),
+                         "fds": table.fds}, separators=(",", ":"))]
+    lines.extend(json.dumps(r, separators=(",", ":")) for r in records)
+    body = ("\n".join(lines) + "\n").encode()
+    trailer = json.dumps({"t": "end", "records": len(lines),
+                          "sha256": hashlib.sha256(body).hexdigest()})
+    return body + trailer.encode() + b"\n", table.fds
+
+
+def _peer_record(peer: Peer, sock_fd: int, table: _FdTable, shared_ids: dict[int, int],
+                 deadline: float) -> dict[str, Any]:
+    frames = []
+    for frame in peer.outq:
+        data = b"".join(bytes(b) for b in frame.bufs)
+        entry: dict[str, Any] = {"data": _b64(data)}
+        if frame.fds is not None:
+            key = id(frame.fds)
+            entry["shared"] = shared_ids.setdefault(key, len(shared_ids))
+            entry["fds"] = [table.ref(fd) for fd in frame.fds.fds]
+        frames.append(entry)
+    record: dict[str, Any] = {
+        "t": "peer", "id": peer.id, "fd": table.ref(sock_fd), "uid": peer.uid,
+        "pid": peer.pid, "gids": list(peer.gids), "label": peer.label,
+        "state": peer.state.name, "unique_name": peer.unique_name, "unix_fd": peer.unix_fd,
+        "in": _b64(peer.framer.buf), "in_fds": [table.ref(fd) for fd in peer.framer.fds],
+        "out": frames, "matches": [r.text for r in peer.matches],
+        "monitor_rules": [r.text for r in peer.monitor_rules],
+        "connected_at": peer.connected_at, "auth_deadline": deadline,
+        "comm": peer.comm, "messages_in": peer.messages_in, "messages_out": peer.messages_out,
+    }
+    if peer.sasl is not None:
+        s = peer.sasl
+        record["sasl"] = {"state": s.state.name, "buf": _b64(s.buf), "commands": s.commands,
+                          "unix_fd": s.unix_fd, "guid": s.guid}
+    return record
+
+
+def _parse_lines(data: bytes) -> list[dict[str, Any]]:
+    if len(data) > MAX_SNAPSHOT_SIZE:
+        raise SnapshotError(f"snapshot of {len(data)} bytes exceeds {MAX_SNAPSHOT_SIZE}")
+    if not data.endswith(b"\n"):
+        raise SnapshotError("snapshot is truncated (no final newline)")
+    body, _, last = data[:-1].rpartition(b"\n")
+    body += b"\n"
+    try:
+        trailer = json.loads(last)
+        records = [json.loads(line) for line in body.splitlines()]
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"snapshot is not valid JSON lines: {exc}") from None
+    if not isinstance(trailer, dict) or trailer.get("t") != "end":
+        raise SnapshotError("snapshot is truncated (no end record)")
+    if trailer.get("sha256") != hashlib.sha256(body).hexdigest():
+        raise SnapshotError("snapshot checksum mismatch: corrupted or modified")
+    if trailer.get("records") != len(records):
+        raise SnapshotError("snapshot record count mismatch")
+    if not all(isinstance(r, dict) for r in records):
+        raise SnapshotError("snapshot record is not an object")
+    return records
+
+
+def decode(data: bytes, log: Callable[[str], None] = lambda _m: None) -> Restored:
+    records = _parse_lines(data)
+    header = records[0] if records else {}
+    if header.get("t") != "header" or header.get("format") != FORMAT:
+        raise SnapshotError("not a bootbus state snapshot")
+    try:
+        major, minor = (int(v) for v in header["version"])
+        fds = [int(fd) for fd in header["fds"]]
+    except (KeyError, TypeError, ValueError):
+        raise SnapshotError("snapshot header is malformed") from None
+    if major != VERSION[0]:
+        raise SnapshotError(f"snapshot format {major}.{minor} is not supported "
+                            f"(this bootbus reads {VERSION[0]}.x)")
+    restored = Restored(bus=Bus(bus_id=""), conn_fds={}, listeners=[], supervisor={},
+                        auth_deadlines={}, version=(major, minor))
+    shared: dict[int, SharedFds] = {}
+    for number, record in enumerate(records[1:], start=2):
+        kind = record.get("t")
+        loader = _LOADERS.get(kind)  # type: ignore[arg-type]
+        if loader is None:
+            restored.skipped.append(str(kind))
+            log(f"snapshot record {number}: unknown type {kind!r}, skipped")
+            continue
+        try:
+            loader(restored, record, fds, shared)
+        except (KeyError, TypeError, ValueError, IndexError, MatchRuleError) as exc:
+            raise SnapshotError(f"snapshot record {number} ({kind}) is invalid: "
+                                f"{type(exc).__name__}: {exc}") from None
+    bus = restored.bus
+    if not bus.bus_id:
+        raise SnapshotError("snapshot has no bus record")
+    for (caller, _serial), callee in bus.pending.items():
+        if caller not in bus.peers or callee not in bus.peers:
+            raise SnapshotError("snapshot has an expected reply between unknown peers")
+    for name, queue in bus.registry.queues.items():
+        if not queue or any(o.peer not in bus.peers for o in queue):
+            raise SnapshotError(f"snapshot name {name!r} has an unknown owner")
+    for peer in bus.peers.values():
+        if peer.state is PeerState.AUTH and peer.sasl is None:
+            raise SnapshotError(f"snapshot peer {peer.id} is authenticating without SASL state")
+    bus.rebuild_indexes()
+    return restored
+
+
+def _load_bus(r: Restored, rec: dict[str, Any], fds: list[int],
+              shared: dict[int, SharedFds]) -> None:
+    bus = r.bus
+    bus.bus_id = str(rec["bus_id"])
+    if len(bus.bus_id) != 32:
+        raise ValueError("bus id must be 32 hex digits")
+    int(bus.bus_id, 16)
+    bus.next_peer_id = int(rec["next_peer_id"])
+    bus.next_unique = int(rec["next_unique"])
+    bus.serial = int(rec["serial"])
+    bus.stats = {str(k): int(v) for k, v in rec.get("stats", {}).items()}
+
+
+def _load_supervisor(r: Restored, rec: dict[str, Any], fds: list[int],
+                     shared: dict[int, SharedFds]) -> None:
+    r.supervisor = {k: v for k, v in rec.items() if k != "t"}
+
+
+def _load_listener(r: Restored, rec: dict[str, Any], fds: list[int],
+                   shared: dict[int, SharedFds]) -> None:
+    r.listeners.append(ListenerRecord(fds[int(rec["fd"])], str(rec["address"]),
+                                      rec.get("path")))
+
+
+def _load_peer(r: Restored, rec: dict[str, Any], fds: list[int],
+               shared: dict[int, SharedFds]) -> None:
+    state = PeerState[rec["state"]]
+    peer = Peer(id=int(rec["id"]), uid=int(rec["uid"]), pid=int(rec["pid"]),
+                gids=tuple(int(g) for g in rec["gids"]), label=rec.get("label"),
+                comm=str(rec.get("comm", "")), state=state,
+                unique_name=str(rec["unique_name"]), unix_fd=bool(rec["unix_fd"]))
+    if peer.id in r.bus.peers:
+        raise ValueError(f"peer {peer.id} appears twice")
+    if state >= PeerState.ACTIVE and not peer.unique_name.startswith(":"):
+        raise ValueError("an active peer has no unique name")
+    peer.framer = Framer(base64.b64decode(rec["in"], validate=True),
+                         [fds[int(i)] for i in rec["in_fds"]])
+    for entry in rec["out"]:
+        data = base64.b64decode(entry["data"], validate=True)
+        group = None
+        if "fds" in entry:
+            key = int(entry["shared"])
+            group = shared.get(key)
+            if group is None:
+                group = shared[key] = SharedFds([fds[int(i)] for i in entry["fds"]])
+            group.refs += 1
+        peer.outq.append(OutFrame([data], group, len(data)))
+        peer.out_bytes += len(data)
+    peer.matches = [parse_rule(t) for t in rec["matches"]]
+    peer.monitor_rules = [parse_rule(t) for t in rec["monitor_rules"]]
+    peer.connected_at = float(rec.get("connected_at", 0.0))
+    peer.messages_in = int(rec.get("messages_in", 0))
+    peer.messages_out = int(rec.get("messages_out", 0))
+    sasl = rec.get("sasl")
+    if sasl is not None:
+        peer.sasl = SaslServer(peer.uid, str(sasl["guid"]), state=State[sasl["state"]],
+                               buf=base64.b64decode(sasl["buf"], validate=True),
+                               commands=int(sasl["commands"]), unix_fd=bool(sasl["unix_fd"]))
+    r.bus.peers[peer.id] = peer
+    r.conn_fds[peer.id] = fds[int(rec["fd"])]
+    if rec.get("auth_deadline"):
+        r.auth_deadlines[peer.id] = float(rec["auth_deadline"])
+
+
+def _load_name(r: Restored, rec: dict[str, Any], fds: list[int],
+               shared: dict[int, SharedFds]) -> None:
+    name = str(rec["name"])
+    r.bus.registry.queues[name] = [nm.Owner(int(p), int(f)) for p, f in rec["owners"]]
+
+
+def _load_pending(r: Restored, rec: dict[str, Any], fds: list[int],
+                  shared: dict[int, SharedFds]) -> None:
+    r.bus.pending[(int(rec["caller"]), int(rec["serial"]))] = int(rec["callee"])
+
+
+_LOADERS: dict[str, Callable[[Restored, dict[str, Any], list[int], dict[int, SharedFds]],
+                             None]] = {
+    "bus": _load_bus, "supervisor": _load_supervisor, "listener": _load_listener,
+    "peer": _load_peer, "name": _load_name, "pending": _load_pending,
+}
