@@ -1,6 +1,5 @@
 # bootbus: the two commands of the README are `make run` and `make test`.
 PYTHON ?= /usr/bin/python3
-export PYTHONDONTWRITEBYTECODE = 1
 
 # Runtime packages (Debian's), then what the tests drive: the reference
 # brokers and the real clients.

@@ -59,10 +59,13 @@ class Peer:
         self.unique_name: str = self.conn.unique_name
         self.inbox: deque[Message] = deque()
         self._all = self.conn.filter(MatchRule(), queue=self.inbox)
+        self._closed = False
 
     def close(self) -> None:
-        self._all.close()
-        self.conn.close()
+        if not self._closed:
+            self._closed = True
+            self._all.close()
+            self.conn.close()
 
     def send(self, msg: Message) -> None:
         self.conn.send(msg)
