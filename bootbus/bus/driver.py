@@ -389,7 +389,7 @@ def _dispatch(bus: Bus, peer: Peer, msg: m.Message) -> None:
     iface = msg.interface
     key = (iface, member) if iface is not None else _BY_MEMBER.get(member, ("", member))
     row = METHODS.get(key)  # type: ignore[arg-type]
-    if row is None or (iface is None and key[0] not in (IFACE,)):
+    if row is None:
         if iface is not None and iface not in _INTERFACES:
             raise DriverError("UnknownInterface", f'Interface "{iface}" does not exist')
         raise DriverError("UnknownMethod", f'Method "{member}" with signature '

@@ -427,7 +427,7 @@ class Bus:
     # -- disconnect ----------------------------------------------------------
     def remove_peer(self, peer: Peer) -> list[OutFrame]:
         """Forget a disconnected peer; return its unsent frames (their fds to close)."""
-        if self.peers.pop(peer.id, None) is None:
+        if peer.id not in self.peers:
             return []
         self.dirty.discard(peer)
         self.doomed.pop(peer, None)
@@ -445,6 +445,7 @@ class Bus:
             self.by_unique.pop(peer.unique_name, None)
             self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss",
                              (peer.unique_name, peer.unique_name, ""))
+        del self.peers[peer.id]  # only now: the events above name the peer's unique name
         frames, peer.outq = peer.outq, []
         peer.out_bytes = 0
         return frames
