@@ -28,9 +28,10 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import procfs
 
@@ -233,7 +234,8 @@ class Broker(Protocol):
 
 def _first_line(argv: list[str]) -> str:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(argv, check=False, capture_output=True, text=True,
+                             timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unknown ({exc})"
     return out.strip().splitlines()[0] if out.strip() else "unknown"
@@ -347,7 +349,8 @@ class DbusBroker:
                 return f"{tool} is not installed"
         if os.geteuid() != 0:
             return "dbus-broker-launch runs in a private mount namespace, which needs root"
-        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
+        probe = subprocess.run(["unshare", "-m", "true"], check=False, capture_output=True,
+                               text=True)
         if probe.returncode != 0:
             return f"unshare -m failed: {probe.stderr.strip()}"
         return None

@@ -14,7 +14,7 @@ import select
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import procfs
 
@@ -38,7 +38,7 @@ def build() -> Path:
     BINARY.parent.mkdir(exist_ok=True)
     tmp = BINARY.with_suffix(".tmp")
     result = subprocess.run(["gcc", *CFLAGS, "-o", str(tmp), str(SOURCE)],
-                            capture_output=True, text=True)
+                            check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise LoadgenError(f"gcc failed:\n{result.stderr}")
     tmp.replace(BINARY)
@@ -54,7 +54,7 @@ class Session:
                                      stderr=subprocess.PIPE)
         self._pending = b""
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -97,15 +97,15 @@ def table(doc: dict[str, Any], workloads: list[Workload]) -> str:
         return "  ".join([*cells, r[-1]]).rstrip()
 
     machine, cfg = doc["machine"], doc["config"]
+    measured = "; ".join(f"{b}: {doc['brokers'][b]['cpu_measured']}" for b in cfg["brokers"])
     lines = [
-        f"bootbus benchmark on {machine['nproc']} CPUs ({machine['cpu_model']}), "
-        f"Linux {machine['kernel']}",
-        f"{cfg['rounds']} round(s) x {cfg['seconds']} s per load workload, brokers interleaved "
-        f"(A B C, C B A, ...), medians; {cfg['pinning']}",
-        "broker CPU = utime+stime from /proc/PID/stat per operation; "
-        + "; ".join(f"{b}: {doc['brokers'][b]['cpu_measured']}" for b in cfg["brokers"]),
-        f"vs {REFERENCE} = ratio to {REFERENCE}'s broker CPU per op "
-        "(startup: ms; memory: KiB per client); below 1 is better",
+        (f"bootbus benchmark on {machine['nproc']} CPUs ({machine['cpu_model']}), "
+         f"Linux {machine['kernel']}"),
+        (f"{cfg['rounds']} round(s) x {cfg['seconds']} s per load workload, brokers "
+         f"interleaved (A B C, C B A, ...), medians; {cfg['pinning']}"),
+        f"broker CPU = utime+stime from /proc/PID/stat per operation; {measured}",
+        (f"vs {REFERENCE} = ratio to {REFERENCE}'s broker CPU per op "
+         "(startup: ms; memory: KiB per client); below 1 is better"),
     ]
     for name, reason in doc["skipped_brokers"].items():
         lines.append(f"not run: {name}: {reason}")

@@ -19,6 +19,7 @@ reports, people decide. Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -26,6 +27,7 @@ import platform
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -40,8 +42,10 @@ from workloads import GROUPS, WORKLOADS, Config, Target, Workload
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH / "results" / "latest.json"
-FULL = {"seconds": 2.0, "rounds": 3, "startups": 5, "clients": 1000}
-QUICK = {"seconds": 0.3, "rounds": 1, "startups": 1, "clients": 200}
+FULL = Config(seconds=2.0, rounds=3, startups=5, clients=1000, broker_cpus=None,
+              client_cpus=None)
+QUICK = Config(seconds=0.3, rounds=1, startups=1, clients=200, broker_cpus=None,
+               client_cpus=None)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,8 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help=f"seconds-long smoke run ({QUICK['seconds']} s windows, one round, "
-                   f"{QUICK['clients']} clients)")
+                   help=f"seconds-long smoke run ({QUICK.seconds} s windows, one round, "
+                   f"{QUICK.clients} clients)")
     p.add_argument("--brokers", help=f"comma-separated subset of {','.join(names)} "
                    "(default: every one available here)")
     p.add_argument("--workloads", help=f"comma-separated subset of {','.join(GROUPS)}")
@@ -90,14 +94,16 @@ def raise_fd_limit() -> None:
 
 
 def machine() -> dict[str, Any]:
-    return {"nproc": os.cpu_count(), "cpu_model": procfs.cpu_model(),
+    return {"nproc": len(os.sched_getaffinity(0)), "cpus_online": os.cpu_count(),
+            "cpu_model": procfs.cpu_model(),
             "kernel": platform.release(), "python": platform.python_version()}
 
 
 def sample(workload: Workload, target: Target) -> dict[str, Any]:
     try:
         return workload.run(target)
-    except (brokers.BrokerError, loadgen.LoadgenError, RuntimeError, OSError) as exc:
+    except (brokers.BrokerError, loadgen.LoadgenError, RuntimeError, OSError,
+            subprocess.SubprocessError) as exc:
         traceback.print_exc(file=sys.stderr)
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -120,8 +126,11 @@ def run_workload(workload: Workload, targets: list[Target], cfg: Config) -> dict
             results[t.name] = {"not_applicable": reason}
         else:
             active.append(t)
+    order = []
     for rep in range(repetitions(workload, cfg)):
-        for target in active if rep % 2 == 0 else active[::-1]:
+        round_order = active if rep % 2 == 0 else active[::-1]
+        order.append([t.name for t in round_order])
+        for target in round_order:
             progress(f"{workload.name} {rep + 1}/{repetitions(workload, cfg)} {target.name} ...")
             result = sample(workload, target)
             samples[target.name].append(result)
@@ -132,16 +141,17 @@ def run_workload(workload: Workload, targets: list[Target], cfg: Config) -> dict
         results[t.name] = report.summarise(samples[t.name])
     report.add_ratios(workload, results)
     units = {"headline": workload.headline, "cpu": workload.cpu, "ratio": workload.ratio}
-    return {"title": workload.title, "units": units, "results": results}
+    return {"title": workload.title, "units": units, "order": order, "results": results}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = QUICK if args.quick else FULL
     broker_cpus, client_cpus, pin_note = pinning(args.no_pin)
-    cfg = Config(seconds=args.seconds or base["seconds"], rounds=args.rounds or base["rounds"],
-                 startups=base["startups"], clients=args.clients or base["clients"],
-                 broker_cpus=broker_cpus, client_cpus=client_cpus)
+    cfg = dataclasses.replace(base, seconds=args.seconds or base.seconds,
+                              rounds=args.rounds or base.rounds,
+                              clients=args.clients or base.clients,
+                              broker_cpus=broker_cpus, client_cpus=client_cpus)
     selected = [w for w in WORKLOADS if args.workloads is None or w.group in args.workloads]
 
     chosen, skipped = [], {}
@@ -168,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = [Target(b, workroot, cfg) for b in chosen]
     doc: dict[str, Any] = {
         "schema": 1,
-        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "generated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": ["bench/run.py", *(sys.argv[1:] if argv is None else argv)],
         "machine": machine(),
         "config": {"quick": args.quick, "seconds": cfg.seconds, "rounds": cfg.rounds,
@@ -180,19 +190,26 @@ def main(argv: list[str] | None = None) -> int:
         "skipped_brokers": skipped,
         "workloads": {},
     }
+    finished = False
     try:
         for workload in selected:
             doc["workloads"][workload.name] = run_workload(workload, targets, cfg)
+        finished = True
     finally:
         for target in targets:
             target.stop()
+        if not finished:  # interrupted: nothing worth keeping
+            shutil.rmtree(workroot, ignore_errors=True)
+    failed = any("errors" in r for w in doc["workloads"].values() for r in w["results"].values())
+    if failed:
+        progress(f"some samples failed; broker logs kept in {workroot}")
+    else:
         shutil.rmtree(workroot, ignore_errors=True)
 
     print(report.table(doc, selected))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(doc, indent=2) + "\n")
     progress(f"wrote {args.output}")
-    failed = any("errors" in r for w in doc["workloads"].values() for r in w["results"].values())
     return 1 if failed else 0
 
 

@@ -10,6 +10,7 @@ the numbers against targets: the table reports, people decide.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,9 +66,16 @@ class Target:
         return running
 
     def shared(self) -> brokers.Running:
+        """The long-lived instance; one that died (its sample already failed) is replaced."""
+        if self._shared is not None:
+            try:
+                self._shared.check_alive()
+            except brokers.BrokerError as exc:
+                print(f"{self.name} died, starting a new one: {exc}", file=sys.stderr)
+                self._shared.stop()
+                self._shared = None
         if self._shared is None:
             self._shared = self._start()
-        self._shared.check_alive()
         return self._shared
 
     @contextlib.contextmanager
