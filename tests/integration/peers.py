@@ -155,6 +155,15 @@ class Service(threading.Thread):
             if reply.body != (1,):
                 raise AssertionError(f"could not own {name}: {reply.body}")
 
+    def wait_calls(self, count: int, timeout: float = REPLY_TIMEOUT_S) -> list[Message]:
+        """Wait until the service has received at least count method calls."""
+        deadline = time.monotonic() + timeout
+        while len(self.calls) < count:
+            if time.monotonic() > deadline or not self.is_alive():
+                raise TimeoutError(f"service got {len(self.calls)} calls, wanted {count}")
+            time.sleep(SERVICE_POLL_S / 5)
+        return list(self.calls)
+
     def __enter__(self) -> Service:
         self.start()
         return self
