@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -55,7 +56,9 @@ def parse_native(data: bytes) -> list[tuple[str, bytes]]:
             (size,) = struct.unpack_from("<Q", data, end + 1)
             start = end + 1 + 8
             value = data[start : start + size]
-            assert data[start + size : start + size + 1] == b"\n", "binary field must end in a newline"
+            assert (
+                data[start + size : start + size + 1] == b"\n"
+            ), "binary field must end in a newline"
             pos = start + size + 1
         assert name and name.upper() == name and not name.startswith(b"_"), name
         fields.append((name.decode(), value))
@@ -80,7 +83,11 @@ class FakeJournald:
                 data, ancdata, _flags, _addr = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(4 * 4))
             except BlockingIOError:
                 return entries
-            fds = [fd for level, kind, raw in ancdata for fd in array.array("i", raw[: len(raw) - len(raw) % 4])]
+            fds = [
+                fd
+                for level, kind, raw in ancdata
+                for fd in array.array("i", raw[: len(raw) - len(raw) % 4])
+            ]
             if fds:
                 assert data == b"" and len(fds) == 1, "an fd comes alone with an empty payload"
                 data = self._read_memfd(fds[0])
@@ -89,7 +96,9 @@ class FakeJournald:
     def _read_memfd(self, fd: int) -> bytes:
         try:
             seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-            assert seals & fcntl.F_SEAL_WRITE and seals & fcntl.F_SEAL_SHRINK, "journald wants it sealed"
+            assert (
+                seals & fcntl.F_SEAL_WRITE and seals & fcntl.F_SEAL_SHRINK
+            ), "journald wants it sealed"
             self.memfds_seen += 1
             return os.pread(fd, os.fstat(fd).st_size, 0)
         finally:
@@ -123,20 +132,29 @@ class Setup:
         self.socket_path = tmp_path / "journal-socket"
         self.kmsg = tmp_path / "kmsg"
         self.kmsg.touch()
-        self.bridge = JournalBridge(self.runtime, socket_path=str(self.socket_path), clock=self.clock)
+        self.bridge = JournalBridge(
+            self.runtime, socket_path=str(self.socket_path), clock=self.clock
+        )
         self.log = self.open_log()
         self.received: list[dict[str, str]] = []
 
     def open_log(self) -> StepLog:
         return StepLog(
-            self.runtime, clock=self.clock, phase="initramfs", kmsg_path=str(self.kmsg), sink=self.bridge, pid=77
+            self.runtime,
+            clock=self.clock,
+            phase="initramfs",
+            kmsg_path=str(self.kmsg),
+            sink=self.bridge,
+            pid=77,
         )
 
     def reexec(self) -> None:
         """What a re-exec keeps: the runtime directory, nothing in memory."""
         self.log.close()
         self.bridge.close()
-        self.bridge = JournalBridge(self.runtime, socket_path=str(self.socket_path), clock=self.clock)
+        self.bridge = JournalBridge(
+            self.runtime, socket_path=str(self.socket_path), clock=self.clock
+        )
         self.log = self.open_log()
 
     def close(self) -> None:
@@ -201,7 +219,13 @@ def test_journal_field_names(name: str, expected: str | None) -> None:
 
 def test_record_fields_carry_the_original_clocks() -> None:
     record = Record(
-        9, 1_600_000_000_123_456, 42_000, "initramfs", LOG_ERR, "m", {"_COMM": "cryptsetup", "PRIORITY": "0"}
+        9,
+        1_600_000_000_123_456,
+        42_000,
+        "initramfs",
+        LOG_ERR,
+        "m",
+        {"_COMM": "cryptsetup", "PRIORITY": "0"},
     )
     fields = dict(record_fields(record, replayed=True))
     assert fields == {
@@ -300,7 +324,10 @@ def test_journald_restart_replays_what_it_missed(s: Setup) -> None:
     journald = FakeJournald(s.socket_path)
     s.log.info("f")
     got = journald.receive()
-    assert [(e["BOOTBUS_SEQ"], e["MESSAGE"]) for e in got] == [("7", "f"), ("8", "journald restarted")]
+    assert [(e["BOOTBUS_SEQ"], e["MESSAGE"]) for e in got] == [
+        ("7", "f"),
+        ("8", "journald restarted"),
+    ]
     assert s.bridge.restarts == 2
     journald.stop()
 
@@ -376,6 +403,7 @@ def test_records_rotated_away_are_reported_lost(s: Setup) -> None:
 # -- against libsystemd and the real journald (root + namespaces) ----------------
 
 
+@functools.cache
 def _namespaces_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root to make a private mount namespace"
@@ -387,7 +415,9 @@ def _namespaces_reason() -> str | None:
     return None
 
 
-needs_namespaces = pytest.mark.skipif(_namespaces_reason() is not None, reason=str(_namespaces_reason()))
+needs_namespaces = pytest.mark.skipif(
+    _namespaces_reason() is not None, reason=str(_namespaces_reason())
+)
 
 
 @pytest.mark.root
@@ -398,18 +428,31 @@ def test_datagrams_match_libsystemd(tmp_path: Path) -> None:
     jdir = tmp_path / "journal"
     jdir.mkdir()
     journald = FakeJournald(jdir / "socket")
+    sender = tmp_path / "send.py"
+    sender.write_text(
+        "from systemd import journal\n"
+        'journal.send("two\\nlines", PRIORITY="5", CODE_FILE="f", CODE_LINE=1, CODE_FUNC="g",\n'
+        '             BOOTBUS_X="=y", EMPTY="")\n'
+    )
     script = f"""
 set -e
-mount -t tmpfs tmpfs /run/systemd
-mkdir /run/systemd/journal
+mount -t tmpfs tmpfs /run
+mkdir -p /run/systemd/journal
 mount --bind {jdir} /run/systemd/journal
-exec /usr/bin/python3 -c 'from systemd import journal; journal.send("two\\nlines", PRIORITY="5", CODE_FILE="f", CODE_LINE=1, CODE_FUNC="g", BOOTBUS_X="=y", EMPTY="")'
+exec /usr/bin/python3 {sender}
 """
     subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], check=True)
     (theirs,) = journald.receive()
     ours_bytes = encode_entry(
-        [("MESSAGE", "two\nlines"), ("PRIORITY", "5"), ("CODE_FILE", "f"), ("CODE_LINE", "1"),
-         ("CODE_FUNC", "g"), ("BOOTBUS_X", "=y"), ("EMPTY", "")]
+        [
+            ("MESSAGE", "two\nlines"),
+            ("PRIORITY", "5"),
+            ("CODE_FILE", "f"),
+            ("CODE_LINE", "1"),
+            ("CODE_FUNC", "g"),
+            ("BOOTBUS_X", "=y"),
+            ("EMPTY", ""),
+        ]
     )
     ours = {name: value.decode() for name, value in parse_native(ours_bytes)}
     ours["SYSLOG_IDENTIFIER"] = "python3"  # libsystemd adds program_invocation_short_name
@@ -448,7 +491,9 @@ exec /lib/systemd/systemd-journald
 """
         env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
         self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env, stderr=subprocess.PIPE
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            env=env,
+            stderr=subprocess.PIPE,
         )
         try:
             while b"READY=1" not in notify.recv(4096):
@@ -480,7 +525,15 @@ exec /lib/systemd/systemd-journald
     def entries(self) -> list[dict[str, object]]:
         (machine_dir,) = [p.parent for p in self.log_dir.glob("*/system.journal")]
         out = subprocess.run(
-            ["journalctl", "-D", str(machine_dir), "-o", "json", "--no-pager", f"_PID={os.getpid()}"],
+            [
+                "journalctl",
+                "-D",
+                str(machine_dir),
+                "-o",
+                "json",
+                "--no-pager",
+                f"_PID={os.getpid()}",
+            ],
             check=True,
             capture_output=True,
         ).stdout
@@ -501,7 +554,9 @@ def real_journald(tmp_path: Path) -> Iterator[RealJournald]:
 
 
 @pytest.mark.root
-def test_real_journald_gets_early_records_once_in_order(tmp_path: Path, real_journald: RealJournald) -> None:
+def test_real_journald_gets_early_records_once_in_order(
+    tmp_path: Path, real_journald: RealJournald
+) -> None:
     runtime = tmp_path / "rt"
     runtime.mkdir()
     bridge = JournalBridge(runtime, socket_path=str(real_journald.socket_path), retry_usec=0)

@@ -52,7 +52,9 @@ class Clock:
 
 
 def notifier(path: Path, clock: Clock | None = None, env: dict[str, str] | None = None) -> Notifier:
-    return Notifier({"NOTIFY_SOCKET": str(path), **(env or {})}, monotonic_usec=clock or Clock(), pid=500)
+    return Notifier(
+        {"NOTIFY_SOCKET": str(path), **(env or {})}, monotonic_usec=clock or Clock(), pid=500
+    )
 
 
 def test_no_notify_socket_is_a_no_op() -> None:
@@ -125,7 +127,12 @@ def test_watchdog_pings_at_half_the_interval(tmp_path: Path, manager: Manager) -
 
 @pytest.mark.parametrize(
     "env",
-    [{"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "501"}, {"WATCHDOG_USEC": "0"}, {"WATCHDOG_USEC": "soon"}, {}],
+    [
+        {"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "501"},
+        {"WATCHDOG_USEC": "0"},
+        {"WATCHDOG_USEC": "soon"},
+        {},
+    ],
 )
 def test_no_watchdog_for_us(tmp_path: Path, manager: Manager, env: dict[str, str]) -> None:
     n = notifier(tmp_path / "notify", env=env)

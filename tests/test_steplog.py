@@ -83,7 +83,9 @@ def make_log(tmp_path: Path, clock: FakeClock, **kw: object) -> StepLog:
 
 
 def test_record_line_round_trip() -> None:
-    r = Record(7, 1, 2, "initramfs", LOG_WARNING, 'a "quoted"\nline ✓', {"PEER_PID": "12", "X": "é"})
+    r = Record(
+        7, 1, 2, "initramfs", LOG_WARNING, 'a "quoted"\nline ✓', {"PEER_PID": "12", "X": "é"}
+    )
     line = r.to_line()
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert line.startswith(b'{"seq":7,')
@@ -98,9 +100,12 @@ def test_record_line_round_trip() -> None:
         b"{",
         b"[]",
         b'{"seq":1}',
-        b'{"seq":0,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,"message":"m","fields":{}}',
-        b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":8,"message":"m","fields":{}}',
-        b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,"message":"m","fields":{"a":1}}',
+        b'{"seq":0,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
+        b'"message":"m","fields":{}}',
+        b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":8,'
+        b'"message":"m","fields":{}}',
+        b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
+        b'"message":"m","fields":{"a":1}}',
         b'{"seq":true,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,"message":"m"}',
     ],
 )
@@ -144,7 +149,11 @@ def test_filters_priority_phase_since_and_after(tmp_path: Path) -> None:
 
     assert messages(RecordFilter(max_priority=LOG_WARNING)) == ["e1", "w2"]
     assert messages(RecordFilter(phases=frozenset({"initramfs"}))) == ["d1", "e1"]
-    assert messages(RecordFilter(since_realtime_usec=since)) == ["boot phase initramfs -> root", "i2", "w2"]
+    assert messages(RecordFilter(since_realtime_usec=since)) == [
+        "boot phase initramfs -> root",
+        "i2",
+        "w2",
+    ]
     assert messages(RecordFilter(after_seq=3)) == ["i2", "w2"]
     assert messages(RecordFilter(max_priority=LOG_NOTICE, phases=frozenset({"root"}))) == [
         "boot phase initramfs -> root",
@@ -351,7 +360,11 @@ def test_sink_sees_records_after_the_file_and_its_notes_are_logged(tmp_path: Pat
     sink.notes_on_next_deliver = [Note(LOG_NOTICE, "journald connected", {"REPLAYED": "1"})]
     log.info("after")
     assert [(r.seq, r.message) for r in sink.delivered] == [(2, "after"), (3, "journald connected")]
-    assert [r.message for r in read_records(tmp_path)] == ["before the sink", "after", "journald connected"]
+    assert [r.message for r in read_records(tmp_path)] == [
+        "before the sink",
+        "after",
+        "journald connected",
+    ]
 
 
 # -- reading ----------------------------------------------------------------------
@@ -414,8 +427,12 @@ def test_read_records_of_an_empty_dir(tmp_path: Path) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(garbage=st.lists(st.binary(max_size=200) | st.sampled_from([b'{"seq":', b"\n", b'{"seq":3,'])))
-def test_garbage_files_yield_only_valid_records(tmp_path_factory: pytest.TempPathFactory, garbage: list[bytes]) -> None:
+@given(
+    garbage=st.lists(st.binary(max_size=200) | st.sampled_from([b'{"seq":', b"\n", b'{"seq":3,']))
+)
+def test_garbage_files_yield_only_valid_records(
+    tmp_path_factory: pytest.TempPathFactory, garbage: list[bytes]
+) -> None:
     d = tmp_path_factory.mktemp("garbage")
     good = Record(10, 1, 2, "p", LOG_DEBUG, "ok", {}).to_line()
     (d / STEPLOG_FILENAME).write_bytes(b"".join(garbage) + b"\n" + good)

@@ -94,7 +94,14 @@ _NAME_CHARS = frozenset(string.ascii_uppercase + string.digits + "_")
 _CURSOR_WIDTH = 20
 # errno values that mean "journald is not there (any more)".
 _GONE = frozenset(
-    {errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE, errno.EDESTADDRREQ}
+    {
+        errno.ENOENT,
+        errno.ECONNREFUSED,
+        errno.ENOTCONN,
+        errno.ECONNRESET,
+        errno.EPIPE,
+        errno.EDESTADDRREQ,
+    }
 )
 _BUSY = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 # Sent as a memfd instead (what libsystemd does for the same errors).
@@ -175,7 +182,9 @@ class JournalSocket:
     def __init__(self, path: str) -> None:
         self.path = path
         self.identity: tuple[int, int] | None = None
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        self._sock = socket.socket(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+        )
 
     def connect(self) -> None:
         """Raises OSError when nothing is bound at the path (ENOENT, ECONNREFUSED)."""
@@ -262,7 +271,11 @@ class JournalBridge:
         """Reconcile with the step log: a cursor beyond its last record is stale."""
         if self.cursor > last_seq:
             self._notes.append(
-                Note(LOG_WARNING, "journal cursor was ahead of the step log; reset", {"CURSOR": str(self.cursor)})
+                Note(
+                    LOG_WARNING,
+                    "journal cursor was ahead of the step log; reset",
+                    {"CURSOR": str(self.cursor)},
+                )
             )
             self.cursor = last_seq
             self._save_cursor()
@@ -342,7 +355,9 @@ class JournalBridge:
             self._pending.append(record)
 
     def _load_pending(self, live: Record | None) -> collections.deque[Record]:
-        pending = collections.deque(read_records(self.runtime_dir, RecordFilter(after_seq=self.cursor)))
+        pending = collections.deque(
+            read_records(self.runtime_dir, RecordFilter(after_seq=self.cursor))
+        )
         last = pending[-1].seq if pending else self.cursor
         if live is not None and live.seq > last:  # its write to the file failed
             pending.append(live)
@@ -350,7 +365,11 @@ class JournalBridge:
             gap = pending[0].seq - self.cursor - 1
             self.lost += gap
             self._notes.append(
-                Note(LOG_WARNING, f"{gap} step-log records rotated away before journald took them", {"LOST": str(gap)})
+                Note(
+                    LOG_WARNING,
+                    f"{gap} step-log records rotated away before journald took them",
+                    {"LOST": str(gap)},
+                )
             )
         return pending
 
@@ -399,7 +418,11 @@ class JournalBridge:
             self.cursor = record.seq
             self._save_cursor()
             self._notes.append(
-                Note(LOG_WARNING, f"journald refused record {record.seq}: {e.strerror}", {"ERRNO": str(e.errno)})
+                Note(
+                    LOG_WARNING,
+                    f"journald refused record {record.seq}: {e.strerror}",
+                    {"ERRNO": str(e.errno)},
+                )
             )
             return True
         return False
@@ -422,7 +445,9 @@ class JournalBridge:
         """One fixed-width pwrite: cheap, and never half-replaced by a crash."""
         try:
             if self._cursor_fd is None:
-                self._cursor_fd = os.open(self._cursor_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                self._cursor_fd = os.open(
+                    self._cursor_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640
+                )
             os.pwrite(self._cursor_fd, b"%0*d\n" % (_CURSOR_WIDTH, self.cursor), 0)
         except OSError:
             pass

@@ -60,7 +60,9 @@ def notify_address(value: str) -> str | None:
 
 def check_fdname(name: str) -> None:
     if not 0 < len(name) <= FDNAME_MAX or ":" in name or not all(" " < c < "\x7f" for c in name):
-        raise NotifyError(f"invalid fd name {name!r}: 1..{FDNAME_MAX} printable ASCII characters, no ':'")
+        raise NotifyError(
+            f"invalid fd name {name!r}: 1..{FDNAME_MAX} printable ASCII characters, no ':'"
+        )
 
 
 def one_line(text: str) -> str:

@@ -77,9 +77,11 @@ class RecordError(ValueError):
 
 
 class Clock(Protocol):
-    def realtime_usec(self) -> int: ...
+    def realtime_usec(self) -> int:
+        ...
 
-    def monotonic_usec(self) -> int: ...
+    def monotonic_usec(self) -> int:
+        ...
 
 
 class SystemClock:
@@ -199,15 +201,20 @@ class RecordSink(Protocol):
     """Where records go after the file (the journald bridge)."""
 
     @property
-    def reachable(self) -> bool: ...
+    def reachable(self) -> bool:
+        ...
 
-    def attach(self, last_seq: int) -> list[Note]: ...
+    def attach(self, last_seq: int) -> list[Note]:
+        ...
 
-    def deliver(self, record: Record) -> list[Note]: ...
+    def deliver(self, record: Record) -> list[Note]:
+        ...
 
-    def poll(self) -> list[Note]: ...
+    def poll(self) -> list[Note]:
+        ...
 
-    def next_deadline_usec(self) -> int | None: ...
+    def next_deadline_usec(self) -> int | None:
+        ...
 
 
 class TokenBucket:
@@ -224,7 +231,9 @@ class TokenBucket:
     def tokens(self) -> float:
         now = self._clock.monotonic_usec()
         if now > self._last:
-            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self._per_usec)
+            self._tokens = min(
+                float(self.burst), self._tokens + (now - self._last) * self._per_usec
+            )
         self._last = max(self._last, now)
         return self._tokens
 
@@ -327,7 +336,9 @@ def fit_record(record: Record, max_bytes: int = RECORD_MAX_BYTES) -> tuple[Recor
             fields[longest] = _clip(fields[longest], len(fields[longest]) // 2)
             record = dataclasses.replace(record, fields=fields)
         elif len(record.message) > 1:
-            record = dataclasses.replace(record, message=_clip(record.message, len(record.message) // 2))
+            record = dataclasses.replace(
+                record, message=_clip(record.message, len(record.message) // 2)
+            )
         else:  # only names and the phase are left long: drop fields from the end
             fields.pop(next(reversed(fields)), None)
             record = dataclasses.replace(record, fields=fields, phase=_clip(record.phase, 64))
@@ -415,7 +426,9 @@ class StepLog:
     def set_phase(self, phase: str, **fields: str) -> Record:
         """Change the boot phase; the change itself is logged in the new phase."""
         previous, self.phase = self.phase, phase
-        return self.log(LOG_NOTICE, f"boot phase {previous} -> {phase}", {"PREVIOUS_PHASE": previous, **fields})
+        return self.log(
+            LOG_NOTICE, f"boot phase {previous} -> {phase}", {"PREVIOUS_PHASE": previous, **fields}
+        )
 
     def attach_sink(self, sink: RecordSink) -> None:
         """From now on every record also goes to `sink` (records already in
@@ -476,7 +489,9 @@ class StepLog:
 
     def _open(self) -> None:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+            fd = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE
+            )
         except OSError:
             self.write_errors += 1
             return
@@ -557,7 +572,9 @@ class RecordFilter:
             record.seq > self.after_seq
             and record.priority <= self.max_priority
             and (self.phases is None or record.phase in self.phases)
-            and (self.since_realtime_usec is None or record.realtime_usec >= self.since_realtime_usec)
+            and (
+                self.since_realtime_usec is None or record.realtime_usec >= self.since_realtime_usec
+            )
         )
 
 
@@ -575,7 +592,9 @@ def parse_lines(data: bytes, flt: RecordFilter) -> Iterator[Record]:
             yield record
 
 
-def read_records(runtime_dir: str | os.PathLike[str], flt: RecordFilter | None = None) -> Iterator[Record]:
+def read_records(
+    runtime_dir: str | os.PathLike[str], flt: RecordFilter | None = None
+) -> Iterator[Record]:
     """The records of both files, oldest first, each seq at most once.
 
     The current file is opened before the rotated one, so a rotation racing
@@ -610,7 +629,9 @@ class LogTail:
     `lost` counts records that rotated away between two calls.
     """
 
-    def __init__(self, runtime_dir: str | os.PathLike[str], flt: RecordFilter | None = None) -> None:
+    def __init__(
+        self, runtime_dir: str | os.PathLike[str], flt: RecordFilter | None = None
+    ) -> None:
         self._path = steplog_path(runtime_dir)
         self._flt = flt or RecordFilter()
         self._last_seq = self._flt.after_seq

@@ -127,7 +127,9 @@ def _s(text: str) -> str:
 def clip_summary(summary: Summary) -> Summary:
     """Every list within its bound, the true totals kept in the counts."""
     connections = [
-        replace(c, comm=_s(c.comm), names=[_s(n) for n in c.names[:SUMMARY_MAX_NAMES_PER_CONNECTION]])
+        replace(
+            c, comm=_s(c.comm), names=[_s(n) for n in c.names[:SUMMARY_MAX_NAMES_PER_CONNECTION]]
+        )
         for c in summary.connections[:SUMMARY_MAX_CONNECTIONS]
     ]
     names = [
@@ -271,7 +273,9 @@ def read_summary(runtime_dir: str | os.PathLike[str], *, proc_root: str = "/proc
         with open(path, "rb") as f:
             obj = json.loads(f.read())
     except FileNotFoundError:
-        raise SummaryError(f"no summary at {path}: bootbus never ran with this runtime directory") from None
+        raise SummaryError(
+            f"no summary at {path}: bootbus never ran with this runtime directory"
+        ) from None
     except (OSError, ValueError) as e:
         raise SummaryError(f"cannot read {path}: {e}") from None
     if not isinstance(obj, dict):
