@@ -36,8 +36,12 @@ SO_PEERGROUPS = 59
 SO_PEERSEC = 31
 MAX_GROUPS = 256
 _UCRED = struct.Struct("3i")
-_IN = select.EPOLLIN
-_OUT = select.EPOLLOUT
+_IN = int(select.EPOLLIN)
+_OUT = int(select.EPOLLOUT)
+_CMSG_CLOEXEC = int(socket.MSG_CMSG_CLOEXEC)
+_CTRUNC = int(socket.MSG_CTRUNC)  # plain ints: the IntFlag versions cost a call per test
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_SCM_RIGHTS = int(socket.SCM_RIGHTS)
 
 
 @dataclass(eq=False, slots=True)
@@ -195,7 +199,7 @@ class Server:
     def _read(self, conn: Connection) -> None:
         try:
             data, ancdata, flags, _ = conn.sock.recvmsg(READ_SIZE, ANCILLARY_SIZE,
-                                                         socket.MSG_CMSG_CLOEXEC)
+                                                         _CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -203,9 +207,9 @@ class Server:
             return
         fds: list[int] = []
         for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
                 fds.extend(array.array("i", payload[:len(payload) - len(payload) % 4]))
-        if flags & socket.MSG_CTRUNC:
+        if flags & _CTRUNC:
             _close_all(fds)
             self.disconnect(conn, "too many fds in one message (ancillary data truncated)")
             return

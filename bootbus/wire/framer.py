@@ -49,7 +49,10 @@ class Framer:
                 size = frame_size(view[pos:pos + FIXED_HEADER_SIZE])
                 if available - pos < size:
                     break
-                msg = parse(bytes(view[pos:pos + size]))
+                if pos == 0 and size == available and view is data:
+                    msg = parse(data)  # the read held exactly one message: no copy
+                else:
+                    msg = parse(bytes(view[pos:pos + size]))
                 pos += size
                 if msg.unix_fds:
                     self._attach_fds(msg)

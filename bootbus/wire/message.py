@@ -40,6 +40,10 @@ _FIELD_TYPES = {FIELD_PATH: b"o", FIELD_INTERFACE: b"s", FIELD_MEMBER: b"s",
                 FIELD_SENDER: b"s", FIELD_SIGNATURE: b"g", FIELD_UNIX_FDS: b"u"}
 
 _ENDIANS = {ord("l"): LITTLE, ord("B"): BIG}
+# Validated header fields by their exact bytes (length word included): calls and
+# signals from one peer repeat the same fields, so most headers skip parsing.
+FIELD_CACHE_SIZE = 1024
+_FIELD_CACHE: dict[str, dict[bytes, tuple[Any, ...]]] = {LITTLE: {}, BIG: {}}
 _FIXED = {LITTLE: struct.Struct("<4xIII"), BIG: struct.Struct(">4xIII")}
 _U32 = {LITTLE: struct.Struct("<I"), BIG: struct.Struct(">I")}
 
@@ -123,10 +127,22 @@ def parse(raw: bytes) -> Message:
     msg = Message(raw, endian, mtype, flags, serial)
     msg.body_offset = body_offset
     msg.fields_end = fields_end
-    try:
-        _parse_fields(msg, raw, fields_end, _U32[endian])
-    except (MarshalError, SignatureError, IndexError, struct.error) as exc:
-        raise FramingError(f"invalid header field: {exc}") from None
+    cache = _FIELD_CACHE[endian]
+    key = raw[FIXED_HEADER_SIZE - 4:fields_end]
+    cached = cache.get(key)
+    if cached is not None:
+        (msg.path, msg.interface, msg.member, msg.error_name, msg.destination, msg.sender,
+         msg.signature, msg.unix_fds, msg.sender_span) = cached
+    else:
+        try:
+            _parse_fields(msg, raw, fields_end, _U32[endian])
+        except (MarshalError, SignatureError, IndexError, struct.error) as exc:
+            raise FramingError(f"invalid header field: {exc}") from None
+        if not msg.reply_serial:  # replies differ in every header: not worth caching
+            if len(cache) >= FIELD_CACHE_SIZE:
+                cache.clear()
+            cache[key] = (msg.path, msg.interface, msg.member, msg.error_name, msg.destination,
+                          msg.sender, msg.signature, msg.unix_fds, msg.sender_span)
     _check_required(msg, body_len)
     return msg
 
