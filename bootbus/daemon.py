@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -112,7 +111,7 @@ def signals_stop(server: Server) -> Iterator[None]:
 
 
 def make_bus() -> Bus:
-    bus = Bus(bus_id=uuid.uuid4().hex, uid=os.geteuid(), pid=os.getpid(),
+    bus = Bus(bus_id=os.urandom(16).hex(), uid=os.geteuid(), pid=os.getpid(),
               machine_id=read_machine_id())
     bus.driver = driver.handle
     return bus

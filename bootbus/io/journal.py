@@ -46,7 +46,7 @@ import os
 import socket
 import string
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from bootbus.io.steplog import (
     LOG_DAEMON_FACILITY,
@@ -240,7 +240,9 @@ class JournalBridge:
         retry_usec: int = JOURNAL_RETRY_USEC,
         backoff_usec: int = JOURNAL_BACKOFF_USEC,
         batch_max: int = REPLAY_BATCH_MAX,
+        transport: Callable[[str], JournalSocket] = JournalSocket,
     ) -> None:
+        self._transport = transport
         self.runtime_dir = os.fspath(runtime_dir)
         self.socket_path = socket_path
         self._clock = clock or SystemClock()
@@ -259,6 +261,7 @@ class JournalBridge:
         self.replayed = 0
         self.lost = 0
         self.dropped = 0
+        self._dropping = False
         self.restarts = 0
 
     # -- RecordSink ----------------------------------------------------------
@@ -324,7 +327,7 @@ class JournalBridge:
         return self._take_notes()
 
     def _connect(self, now: int) -> bool:
-        sock = JournalSocket(self.socket_path)
+        sock = self._transport(self.socket_path)
         try:
             sock.connect()
         except OSError:
@@ -402,6 +405,7 @@ class JournalBridge:
             return self._send_failed(record, e)
         self.cursor = record.seq
         self.sent += 1
+        self._dropping = False
         if replayed:
             self.replayed += 1
         return True
@@ -417,13 +421,15 @@ class JournalBridge:
             self.dropped += 1
             self.cursor = record.seq
             self._save_cursor()
-            self._notes.append(
-                Note(
-                    LOG_WARNING,
-                    f"journald refused record {record.seq}: {e.strerror}",
-                    {"ERRNO": str(e.errno)},
+            if not self._dropping:  # one note per streak, or the notes would be refused too
+                self._dropping = True
+                self._notes.append(
+                    Note(
+                        LOG_WARNING,
+                        f"journald refused record {record.seq}: {e.strerror}",
+                        {"ERRNO": str(e.errno)},
+                    )
                 )
-            )
             return True
         return False
 

@@ -7,7 +7,6 @@ with the address a client should use.
 """
 
 import os
-import secrets
 import socket
 import stat
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ def listen(addr: Address) -> Listener:
     if key == "abstract":
         return _bind(b"\0" + value.encode(), f"unix:abstract={escape(value)}", None)
     if key in ("dir", "tmpdir"):
-        name = os.path.join(value, "dbus-" + secrets.token_hex(8))
+        name = os.path.join(value, "dbus-" + os.urandom(8).hex())
         return _bind_path(name)
     if key == "runtime" and value == "yes":
         runtime = os.environ.get("XDG_RUNTIME_DIR")

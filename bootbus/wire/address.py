@@ -5,7 +5,6 @@ Never opens a socket; the io layer turns parsed addresses into listeners.
 """
 
 from dataclasses import dataclass
-from urllib.parse import quote, unquote_to_bytes
 
 from .errors import AddressError
 
@@ -28,7 +27,35 @@ class Address:
 
 
 def escape(value: str) -> str:
-    return quote(value, safe=_OPTIONALLY_ESCAPED)
+    """%-escape every byte the specification does not let stand as it is."""
+    out = []
+    for byte in value.encode("utf-8"):
+        char = chr(byte)
+        if char.isascii() and (char.isalnum() or char in _OPTIONALLY_ESCAPED):
+            out.append(char)
+        else:
+            out.append(f"%{byte:02x}")
+    return "".join(out)
+
+
+def unescape(value: str) -> bytes:
+    """Undo %-escaping; a stray '%' is an error (urllib would keep it)."""
+    out = bytearray()
+    pos = 0
+    while pos < len(value):
+        char = value[pos]
+        if char == "%":
+            try:
+                out.append(int(value[pos + 1:pos + 3], 16))
+            except ValueError:
+                raise AddressError(f"bad %-escape in {value!r}") from None
+            if len(value[pos + 1:pos + 3]) != 2:
+                raise AddressError(f"bad %-escape in {value!r}")
+            pos += 3
+        else:
+            out += char.encode("utf-8")
+            pos += 1
+    return bytes(out)
 
 
 def parse_addresses(text: str) -> list[Address]:
@@ -50,7 +77,7 @@ def parse_addresses(text: str) -> list[Address]:
                 raise AddressError(f"address {part!r} repeats key {key!r}")
             seen.add(key)
             try:
-                decoded = unquote_to_bytes(value).decode("utf-8")
+                decoded = unescape(value).decode("utf-8")
             except UnicodeDecodeError:
                 raise AddressError(f"address {part!r}: value of {key!r} is not UTF-8") from None
             params.append((key, decoded))
