@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -380,6 +381,52 @@ def test_pending_overflow_falls_back_to_the_file(s: Setup, monkeypatch: pytest.M
         s.log.info(f"r{i}")
     got = s.catch_up(journald)
     assert seqs(got) == list(range(1, 101))
+    journald.stop()
+
+
+class PoisonedSocket(JournalSocket):
+    """A real socket whose send() fails as a journald would for an entry it cannot take."""
+
+    refused: tuple[bytes, ...] = (b"poison",)
+
+    def send(self, payload: bytes) -> None:
+        if any(word in payload for word in self.refused):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        super().send(payload)
+
+
+class VeryPoisonedSocket(PoisonedSocket):
+    refused = (b"poison", b"refused")  # the bridge's own note is refused as well
+
+
+@pytest.mark.parametrize("transport", [PoisonedSocket, VeryPoisonedSocket])
+def test_an_entry_journald_refuses_is_skipped_not_retried_forever(
+    s: Setup, transport: type[PoisonedSocket]
+) -> None:
+    s.bridge.close()
+    s.bridge = JournalBridge(
+        s.runtime, socket_path=str(s.socket_path), clock=s.clock, transport=transport
+    )
+    s.log.close()
+    s.log = s.open_log()
+    journald = FakeJournald(s.socket_path)
+    s.log.info("before")
+    s.log.info("poison 1")
+    s.log.info("poison 2")
+    s.log.info("after")
+    got = [e["MESSAGE"] for e in journald.receive()]
+    if transport is PoisonedSocket:
+        assert got == [
+            "before",
+            "journald refused record 2: Invalid argument",
+            "journald refused record 4: Invalid argument",
+            "after",
+        ]
+        assert s.bridge.dropped == 2
+    else:  # one note per streak of refusals: a refused note does not beget another
+        assert got == ["before", "after"]
+        assert s.bridge.dropped == 3  # poison 1, its note, poison 2 (same streak: no note)
+    assert s.bridge.cursor == s.log.last_seq
     journald.stop()
 
 
