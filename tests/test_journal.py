@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bootbus.io.journal as journal_mod
 from bootbus.io.journal import (
@@ -197,6 +199,17 @@ def test_encode_entry_text_and_binary_forms() -> None:
         b"MESSAGE\n" + (9).to_bytes(8, "little") + b"two\nlines\n" + b"X==\x00\n"
     )
     assert encode_entry([("EMPTY", "")]) == b"EMPTY=\n"
+
+
+field_names = st.from_regex(r"[A-Z][A-Z0-9_]{0,63}", fullmatch=True)
+field_values = st.text() | st.binary()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(field_names, field_values), max_size=20))
+def test_encode_entry_parses_back(fields: list[tuple[str, str | bytes]]) -> None:
+    expected = [(n, v.encode("utf-8", "replace") if isinstance(v, str) else v) for n, v in fields]
+    assert parse_native(encode_entry(fields)) == expected
 
 
 @pytest.mark.parametrize(
