@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +36,8 @@ def build() -> Path:
     """Compile loadgen.c unless the binary is up to date; returns its path."""
     if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
         return BINARY
+    if not shutil.which("gcc"):
+        raise LoadgenError("gcc is needed to build bench/loadgen.c (apt-get install gcc libc6-dev)")
     BINARY.parent.mkdir(exist_ok=True)
     tmp = BINARY.with_suffix(".tmp")
     result = subprocess.run(["gcc", *CFLAGS, "-o", str(tmp), str(SOURCE)],

@@ -171,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         progress("no broker to benchmark")
         return 2
 
-    loadgen.build()
+    try:
+        loadgen.build()
+    except loadgen.LoadgenError as exc:
+        progress(str(exc))
+        return 2
     raise_fd_limit()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
     workroot = Path(tempfile.mkdtemp(prefix="bootbus-bench-"))
