@@ -30,7 +30,11 @@ READ_SIZE = 256 * 1024  # one read per ready peer per iteration; big enough to b
 ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_UNIX_FDS_PER_MESSAGE * 4)
 IOV_MAX = 1024  # Linux UIO_MAXIOV
 AUTH_TIMEOUT = 30.0  # seconds; dbus-daemon's system bus uses 30 s too
-MAX_INCOMPLETE_CONNECTIONS = 64  # dbus-daemon's max_incomplete_connections (system bus)
+MAX_INCOMPLETE_CONNECTIONS = 1024  # all users together (dbus-daemon: 64, shared by all)
+# Per user, so that one user's flood of never-authenticating connections cannot
+# lock everyone else out, which dbus-daemon's single shared limit allows.
+MAX_INCOMPLETE_PER_USER = 32
+MAX_CONNECTIONS_PER_USER = 2048  # dbus-daemon's max_completed_connections
 ACCEPTS_PER_WAKEUP = 64
 SO_PEERGROUPS = 59
 SO_PEERSEC = 31
@@ -80,12 +84,15 @@ class Server:
         self.conns: dict[int, Connection] = {}
         self.by_peer: dict[int, Connection] = {}
         self.authenticating: dict[Connection, None] = {}  # in deadline order
+        self.incomplete_by_uid: dict[int, int] = {}
+        self.conns_by_uid: dict[int, int] = {}
         self.clock = clock
         self.epoll = select.epoll()
         self.running = False
         self.on_tick: list[Callable[[], None]] = []
         self.on_disconnect: list[Callable[[Peer, str], None]] = []
         self.on_connect: list[Callable[[Peer], None]] = []
+        self.on_refuse: list[Callable[[int, int, str], None]] = []  # uid, pid, reason
         self.extra: dict[int, Callable[[int], None]] = {}  # other fds: fd -> handler(events)
         for fd in self.listeners:
             self.epoll.register(fd, _IN)
@@ -106,6 +113,8 @@ class Server:
         if peer.state is PeerState.AUTH:
             conn.deadline = self.clock() + AUTH_TIMEOUT
             self.authenticating[conn] = None
+            self.incomplete_by_uid[peer.uid] = self.incomplete_by_uid.get(peer.uid, 0) + 1
+        self.conns_by_uid[peer.uid] = self.conns_by_uid.get(peer.uid, 0) + 1
         self.conns[sock.fileno()] = conn
         self.by_peer[peer.id] = conn
         if peer.outq:
@@ -179,15 +188,17 @@ class Server:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     return  # out of resources: leave the rest in the backlog
                 raise
-            if len(self.authenticating) >= MAX_INCOMPLETE_CONNECTIONS:
-                sock.close()
-                self.bus.stats["refused_incomplete"] = self.bus.stats.get(
-                    "refused_incomplete", 0) + 1
-                continue
             try:
                 pid, uid, gids, label = peer_credentials(sock)
             except OSError:
                 sock.close()
+                continue
+            refused = self._over_quota(uid)
+            if refused:
+                sock.close()
+                self.bus.stats[refused] = self.bus.stats.get(refused, 0) + 1
+                for hook in self.on_refuse:
+                    hook(uid, pid, refused)
                 continue
             peer = self.bus.add_peer(uid, pid, gids, label)
             peer.sasl = SaslServer(uid, self.bus.bus_id)
@@ -195,6 +206,26 @@ class Server:
             self.adopt(sock, peer)
             for hook in self.on_connect:
                 hook(peer)
+
+    def _over_quota(self, uid: int) -> str:
+        """Why a new connection of ``uid`` must be refused, or '' to accept it."""
+        if len(self.authenticating) >= MAX_INCOMPLETE_CONNECTIONS:
+            return "refused_incomplete_total"
+        if self.incomplete_by_uid.get(uid, 0) >= MAX_INCOMPLETE_PER_USER:
+            return "refused_incomplete_user"
+        if self.conns_by_uid.get(uid, 0) >= MAX_CONNECTIONS_PER_USER:
+            return "refused_connections_user"
+        return ""
+
+    def _auth_done(self, conn: Connection) -> None:
+        if self.authenticating.pop(conn, None) is not None:
+            uid = conn.peer.uid
+            left = self.incomplete_by_uid.get(uid, 1) - 1
+            if left:
+                self.incomplete_by_uid[uid] = left
+            else:
+                self.incomplete_by_uid.pop(uid, None)
+        conn.deadline = 0.0
 
     def _read(self, conn: Connection) -> None:
         try:
@@ -256,8 +287,7 @@ class Server:
         if sasl.state.name != "DONE":
             return b""
         self.bus.authenticated(peer, sasl.unix_fd)
-        conn.deadline = 0.0
-        self.authenticating.pop(conn, None)
+        self._auth_done(conn)
         return sasl.leftover
 
     def _expire_auth(self) -> None:
@@ -345,7 +375,12 @@ class Server:
         peer = conn.peer
         if self.by_peer.pop(peer.id, None) is None:
             return
-        self.authenticating.pop(conn, None)
+        self._auth_done(conn)
+        left = self.conns_by_uid.get(peer.uid, 1) - 1
+        if left:
+            self.conns_by_uid[peer.uid] = left
+        else:
+            self.conns_by_uid.pop(peer.uid, None)
         fd = conn.sock.fileno()
         self.conns.pop(fd, None)
         try:
