@@ -161,6 +161,12 @@ def test_filters_priority_phase_since_and_after(tmp_path: Path) -> None:
     ]
 
 
+def test_step_takes_keyword_fields_of_any_type(tmp_path: Path) -> None:
+    log = make_log(tmp_path, FakeClock())
+    record = log.step(LOG_INFO, "re-executing", GENERATION=3, PREPARE_MS=1.5, NEWROOT="/sysroot")
+    assert record.fields == {"GENERATION": "3", "PREPARE_MS": "1.5", "NEWROOT": "/sysroot"}
+
+
 def test_set_phase_logs_the_change_in_the_new_phase(tmp_path: Path) -> None:
     log = make_log(tmp_path, FakeClock(), phase="initramfs")
     record = log.set_phase("switch-root", NEW_ROOT="/sysroot")

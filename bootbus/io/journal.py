@@ -48,7 +48,7 @@ import string
 import struct
 from collections.abc import Callable, Iterable
 
-from bootbus.io.steplog import (
+from .steplog import (
     LOG_DAEMON_FACILITY,
     LOG_INFO,
     LOG_WARNING,

@@ -408,6 +408,10 @@ class StepLog:
         self._log_notes()
         return record
 
+    def step(self, priority: int, message: str, **fields: object) -> Record:
+        """`log()` with keyword fields of any type (str() of each), the daemon's Logger shape."""
+        return self.log(priority, message, {k: str(v) for k, v in fields.items()})
+
     def debug(self, message: str, **fields: str) -> Record:
         return self.log(LOG_DEBUG, message, fields)
 

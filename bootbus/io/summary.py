@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TypeVar
 
-from bootbus.io.steplog import Clock, Record, SystemClock
+from .steplog import Clock, Record, SystemClock
 
 SUMMARY_FILENAME = "summary.json"
 SUMMARY_VERSION = 1
