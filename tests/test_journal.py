@@ -205,7 +205,7 @@ field_names = st.from_regex(r"[A-Z][A-Z0-9_]{0,63}", fullmatch=True)
 field_values = st.text() | st.binary()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(st.tuples(field_names, field_values), max_size=20))
 def test_encode_entry_parses_back(fields: list[tuple[str, str | bytes]]) -> None:
     expected = [(n, v.encode("utf-8", "replace") if isinstance(v, str) else v) for n, v in fields]

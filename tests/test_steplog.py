@@ -432,7 +432,7 @@ def test_read_records_of_an_empty_dir(tmp_path: Path) -> None:
     tail.close()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(
     garbage=st.lists(st.binary(max_size=200) | st.sampled_from([b'{"seq":', b"\n", b'{"seq":3,']))
 )
