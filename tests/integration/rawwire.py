@@ -305,15 +305,19 @@ class RawPeer:
             raise ValueError(f"bus sent a {total}-byte message")
         return parse_message(fixed + self._recv_exact(total - FIXED_HEADER_LEN))
 
-    def call(self, member: str, signature: str = "", args: tuple[Any, ...] = (),
-             **kw: Any) -> RawMessage:
-        """Send a method call and return its reply, skipping signals on the way."""
-        serial = self.next_serial()
-        self.send(method_call(serial, member, signature, args, **kw))
+    def read_reply(self, serial: int) -> RawMessage:
+        """Read until the reply to serial, skipping signals on the way."""
         while True:
             msg = self.read_message()
             if msg.msg_type in (METHOD_RETURN, ERROR) and msg.fields.get(REPLY_SERIAL) == serial:
                 return msg
+
+    def call(self, member: str, signature: str = "", args: tuple[Any, ...] = (),
+             **kw: Any) -> RawMessage:
+        """Send a method call and return its reply."""
+        serial = self.next_serial()
+        self.send(method_call(serial, member, signature, args, **kw))
+        return self.read_reply(serial)
 
     def hello(self) -> str:
         reply = self.call("Hello")
