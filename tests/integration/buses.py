@@ -132,7 +132,7 @@ def _read_line(stream: IO[bytes], deadline: float) -> tuple[bytes, bytes]:
 def _drain(stream: IO[bytes], sink: list[bytes]) -> None:
     """Keep reading stdout so a chatty daemon never blocks on a full pipe."""
     with stream:
-        while chunk := stream.read1(65536):
+        while chunk := os.read(stream.fileno(), 65536):
             sink.append(chunk)
 
 

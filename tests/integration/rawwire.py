@@ -235,8 +235,8 @@ def message_length(fixed_header: bytes) -> int:
     """Total length of a message given its first 16 bytes."""
     endian = {ord("l"): "<", ord("B"): ">"}[fixed_header[0]]
     body_len, _serial, fields_len = struct.unpack(endian + "III", fixed_header[4:16])
-    header_len = FIXED_HEADER_LEN + fields_len
-    return header_len + (-header_len % 8) + body_len
+    header_len = FIXED_HEADER_LEN + int(fields_len)
+    return header_len + (-header_len % 8) + int(body_len)
 
 
 class RawPeer:

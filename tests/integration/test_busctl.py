@@ -81,7 +81,7 @@ def test_introspect_driver(bus: Bus) -> None:
         ".GetConnectionCredentials": ("s", "a{sv}"), ".StartServiceByName": ("su", "u"),
     }
     for name, (args, result) in expected_methods.items():
-        assert members.get((name, "method"), [None, None])[:2] == [args, result], name
+        assert members.get((name, "method"), [])[:2] == [args, result], name
     assert members[(".Features", "property")][0] == "as"
     assert members[(".Interfaces", "property")][0] == "as"
     for iface in ("org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Peer",

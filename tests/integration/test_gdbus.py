@@ -42,7 +42,9 @@ def test_call_driver(bus: Bus, connect: Callable[..., Peer]) -> None:
     peer.driver_ok("RequestName", "su", ("com.example.G", 0))
     assert gdbus_call(bus, DRIVER, DRIVER_PATH, f"{DRIVER}.GetNameOwner", "com.example.G") == (
         peer.unique_name,)
-    (names,) = gdbus_call(bus, DRIVER, DRIVER_PATH, f"{DRIVER}.ListNames")  # type: ignore[misc]
+    reply = gdbus_call(bus, DRIVER, DRIVER_PATH, f"{DRIVER}.ListNames")
+    assert isinstance(reply, tuple) and len(reply) == 1
+    names = reply[0]
     assert {DRIVER, peer.unique_name, "com.example.G"} <= set(names)
     assert gdbus_text(bus, DRIVER, DRIVER_PATH, f"{DRIVER}.NameHasOwner", "com.example.G") == (
         "(true,)")

@@ -46,27 +46,27 @@ CASES: dict[str, tuple[str, list[Message], list[str]]] = {
         sig("prefix", args=["x.y"]), sig("not-string", args=[7], signature="u"),
         sig("no-args"), sig("yes-again", args=["x", "z"]),
     ], ["yes", "yes-again"]),
-    "arg1-and-arg0": (f"type='signal',arg0='a',arg1='b'", [
+    "arg1-and-arg0": ("type='signal',arg0='a',arg1='b'", [
         sig("both", args=["a", "b"]), sig("first-only", args=["a", "c"]),
         sig("second-only", args=["c", "b"]),
     ], ["both"]),
-    "path": (f"type='signal',path='/com/example/exact'", [
+    "path": ("type='signal',path='/com/example/exact'", [
         sig("yes", path="/com/example/exact"), sig("child", path="/com/example/exact/x"),
         sig("other", path="/com/example"),
     ], ["yes"]),
-    "path_namespace": (f"type='signal',path_namespace='/com/example'", [
+    "path_namespace": ("type='signal',path_namespace='/com/example'", [
         sig("itself", path="/com/example"), sig("child", path="/com/example/sub/deeper"),
         sig("sibling-prefix", path="/com/examples"), sig("parent", path="/com"),
     ], ["itself", "child"]),
     "path_namespace-root": ("type='signal',path_namespace='/'", [
         sig("any", path="/x/y"), sig("root", path="/"),
     ], ["any", "root"]),
-    "arg0namespace": (f"type='signal',arg0namespace='com.example'", [
+    "arg0namespace": ("type='signal',arg0namespace='com.example'", [
         sig("itself", args=["com.example"]), sig("child", args=["com.example.Foo.Bar"]),
         sig("sibling-prefix", args=["com.examples"]), sig("parent", args=["com"]),
         sig("not-string", args=[1], signature="u"),
     ], ["itself", "child"]),
-    "arg0path": (f"type='signal',arg0path='/aa/bb/'", [
+    "arg0path": ("type='signal',arg0path='/aa/bb/'", [
         sig("itself", args=["/aa/bb/"]), sig("below", args=["/aa/bb/cc"]),
         sig("ancestor-dir", args=["/aa/"]), sig("root", args=["/"]),
         sig("no-slash", args=["/aa/bb"]), sig("sibling", args=["/aa/bc/"]),

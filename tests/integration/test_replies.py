@@ -102,7 +102,8 @@ def test_service_disconnects_with_pending_call(bus: Bus, connect: Callable[..., 
         caller.conn.send(new_method_call(ECHO, "Hang"), serial=serial)
         service.wait_calls(1)
     # The service is gone without replying: the bus answers for it.
-    reply = caller.wait_for(lambda m: m.header.fields.get(HeaderFields.reply_serial) == serial)
+    reply = caller.wait_for(
+        lambda m: bool(m.header.fields.get(HeaderFields.reply_serial) == serial))
     assert error_name(reply) == "org.freedesktop.DBus.Error.NoReply"
     assert reply.header.fields[HeaderFields.sender] == DRIVER
     assert reply.header.fields[HeaderFields.destination] == caller.unique_name
@@ -111,8 +112,12 @@ def test_service_disconnects_with_pending_call(bus: Bus, connect: Callable[..., 
 def test_caller_disconnects_before_reply(bus: Bus, connect: Callable[..., Peer]) -> None:
     """A reply to a caller that has gone is dropped; the bus and the service carry on."""
     pending: list[Message] = []
-    with Service(bus.address, {"Later": lambda msg: pending.append(msg) or None,
-                               "Echo": echo}, name="com.example.Replies") as service:
+
+    def later(msg: Message) -> None:
+        pending.append(msg)  # answered below, after the caller has gone
+
+    with Service(bus.address, {"Later": later, "Echo": echo},
+                 name="com.example.Replies") as service:
         caller = connect()
         caller.send(new_method_call(ECHO, "Later"))
         service.wait_calls(1)
