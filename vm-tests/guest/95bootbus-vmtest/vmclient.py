@@ -1,0 +1,1 @@
+../vmclient.py
