@@ -1,0 +1,1 @@
+"""Live re-exec: load across re-execs, snapshot fixtures, preflight, root pivots."""
