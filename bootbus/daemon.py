@@ -17,12 +17,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from . import __version__
 from .bus import driver
 from .bus.router import Bus
 from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
 from .io.server import Server
 from .io.supervisor import Supervisor
+from .io.telemetry import Telemetry, service_router
 from .state import snapshot
 from .wire.errors import AddressError
 
@@ -126,7 +128,7 @@ def preflight(version: str) -> int:
         print(f"bootbus: cannot restore snapshot format {version} "
               f"(reads {snapshot.VERSION[0]}.x)")
         return 1
-    print(f"bootbus {__import__('bootbus').__version__} reads snapshot format {version}")
+    print(f"bootbus {__version__} reads snapshot format {version}")
     return 0
 
 
@@ -211,17 +213,36 @@ def run(config: Config) -> int:
     supervisor.install()
     if state:
         supervisor.restore(state)
-        started = os.environ.pop("BOOTBUS_EXEC_STARTED", "")
-        pause = f", {1000 * (time.monotonic() - float(started)):.1f} ms after exec" if started else ""
-        log_stderr(6, f"restored generation {supervisor.generation} in phase "
-                      f"{supervisor.phase}: {len(bus.peers)} connections{pause}")
-    address = ";".join(f"{lst.address},guid={bus.bus_id}" for lst in listeners)
+    addresses = [f"{lst.address},guid={bus.bus_id}" for lst in listeners]
+    telemetry = Telemetry(config.runtime_dir, bus, server, supervisor.phase, addresses)
+    telemetry.generation, telemetry.pivots = supervisor.generation, len(supervisor.pivots)
+    started = supervisor.started_at
+    telemetry.started = (int(started * 1e6), telemetry.started[1])
+    supervisor.log = telemetry.step
+    supervisor.on_before_exec.append(telemetry.before_exec)
+    bus.services["org.bootbus"] = service_router(bus.services["org.bootbus"], telemetry)
+    if state:
+        exec_started = os.environ.pop("BOOTBUS_EXEC_STARTED", "")
+        pause = (f"{1000 * (time.monotonic() - float(exec_started)):.1f}"
+                 if exec_started else "")
+        telemetry.step(6, f"restored generation {supervisor.generation} in phase "
+                       f"{supervisor.phase}: {len(bus.peers)} connections"
+                       + (f", {pause} ms after exec" if pause else ""),
+                       GENERATION=supervisor.generation, CONNECTIONS=len(bus.peers),
+                       EXEC_TO_SERVING_MS=pause)
+    else:
+        telemetry.step(6, f"bootbus {__version__} listening on {';'.join(addresses)} in phase "
+                       f"{supervisor.phase}", ADDRESS=";".join(addresses),
+                       PHASE=supervisor.phase)
+    telemetry.notifier.ready(telemetry.status_line())
+    telemetry.summary.flush()
     if config.print_address and config.restore_fd is None:
-        print(address, flush=True)
+        print(";".join(addresses), flush=True)
     try:
         with signals_stop(server):
             server.run()
     finally:
+        telemetry.stopping()
         server.close()
         for lst in listeners:
             if lst.path:

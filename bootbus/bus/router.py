@@ -77,6 +77,7 @@ class Bus:
     stats: dict[str, int] = field(default_factory=dict)
     # hooks set by the supervisor: activation, policy and configuration reload
     activator: Any = None
+    name_hooks: list[Callable[[str, str, str], None]] = field(default_factory=list)
     policy_can_own: Callable[[Peer, str], bool] | None = None
     reload_config: Callable[[], str | None] | None = None
 
@@ -368,8 +369,10 @@ class Bus:
         for event in events:
             if event[0] == "changed":
                 _, name, old, new = event
-                self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss",
-                                 (name, self._unique(old), self._unique(new)))
+                args = (name, self._unique(old), self._unique(new))
+                self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss", args)
+                for hook in self.name_hooks:
+                    hook(*args)
             else:
                 kind, peer_id, name = event
                 target = self.peers.get(peer_id)  # type: ignore[arg-type]

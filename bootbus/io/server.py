@@ -36,6 +36,7 @@ MAX_INCOMPLETE_CONNECTIONS = 1024  # all users together (dbus-daemon: 64, shared
 MAX_INCOMPLETE_PER_USER = 32
 MAX_CONNECTIONS_PER_USER = 2048  # dbus-daemon's max_completed_connections
 ACCEPTS_PER_WAKEUP = 64
+TICK_INTERVAL = 1.0  # seconds: authentication timeouts and supervisor checks
 SO_PEERGROUPS = 59
 SO_PEERSEC = 31
 MAX_GROUPS = 256
@@ -94,6 +95,8 @@ class Server:
         self.on_connect: list[Callable[[Peer], None]] = []
         self.on_refuse: list[Callable[[int, int, str], None]] = []  # uid, pid, reason
         self.extra: dict[int, Callable[[int], None]] = {}  # other fds: fd -> handler(events)
+        # monotonic times (seconds) someone needs the loop to wake up at
+        self.deadlines: list[Callable[[], float | None]] = []
         for fd in self.listeners:
             self.epoll.register(fd, _IN)
 
@@ -127,12 +130,23 @@ class Server:
         self.running = True
         poll = self.epoll.poll
         while self.running:
-            timeout = 1.0 if self.authenticating or self.on_tick else -1
+            timeout = self._timeout()
             try:
                 events = poll(timeout)
             except InterruptedError:
                 events = []
             self.process(events)
+
+    def _timeout(self) -> float:
+        """Sleep until the nearest deadline; a tick at least every TICK_INTERVAL."""
+        timeout = TICK_INTERVAL if (self.on_tick or self.authenticating) else -1.0
+        now = self.clock()
+        for source in self.deadlines:
+            due = source()
+            if due is not None:
+                wait = max(0.0, due - now)
+                timeout = wait if timeout < 0 else min(timeout, wait)
+        return timeout
 
     def process(self, events: list[tuple[int, int]]) -> None:
         conns = self.conns
@@ -211,6 +225,8 @@ class Server:
         """Why a new connection of ``uid`` must be refused, or '' to accept it."""
         if len(self.authenticating) >= MAX_INCOMPLETE_CONNECTIONS:
             return "refused_incomplete_total"
+        if uid in (0, self.bus.uid):
+            return ""  # the quotas protect users from each other; root owns the bus anyway
         if self.incomplete_by_uid.get(uid, 0) >= MAX_INCOMPLETE_PER_USER:
             return "refused_incomplete_user"
         if self.conns_by_uid.get(uid, 0) >= MAX_CONNECTIONS_PER_USER:

@@ -89,13 +89,23 @@ class Supervisor:
     def state(self) -> dict[str, Any]:
         return {"phase": self.phase, "generation": self.generation,
                 "started_at": self.started_at, "pivots": self.pivots,
-                "answer_after_exec": [list(x) for x in self.answer_after_exec]}
+                "answer_after_exec": [list(x) for x in self.answer_after_exec],
+                "pid1_root": list(self._pid1_root) if self._pid1_root else None}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.phase = str(state.get("phase", self.phase))
         self.generation = int(state.get("generation", 0)) + 1
         self.started_at = float(state.get("started_at", self.started_at))
         self.pivots = list(state.get("pivots", []))
+        # PID 1's root as the previous image first saw it: had PID 1 switched
+        # root while this image started, a fresh look would miss the change.
+        pid1_root = state.get("pid1_root")
+        if self.phase != PHASE_INITRAMFS:
+            self._pid1_root = None
+        elif pid1_root:
+            self._pid1_root = (int(pid1_root[0]), int(pid1_root[1]))
+        elif self._pid1_root is None:
+            self._pid1_root = _root_id("/proc/1/root/")
         for peer_id, serial in state.get("answer_after_exec", []):
             peer = self.bus.peers.get(int(peer_id))
             if peer is not None:
@@ -125,13 +135,34 @@ class Supervisor:
             bus.send_error(peer, msg, ERR_FAILED, str(exc), sender=SERVICE)
 
     def _reexec(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        if self._in_progress():
+            self._join(peer, msg, "")
+            return
         self._start(peer, msg, None, self.phase)
 
+    def _in_progress(self) -> bool:
+        return self.preflight is not None or self.exec_target is not None
+
+    def _join(self, peer: Peer, msg: m.Message, newroot: str) -> None:
+        """One re-exec at a time: a caller asking for the same one is answered by it."""
+        if newroot != self.pivot_path:
+            running = f"a pivot into {self.pivot_path}" if self.pivot_path else "a re-exec"
+            raise SupervisorError(f"{running} is in progress; try again when it is done")
+        self._waiting.append((peer.id, msg.serial))
+
     def _pivot(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        """Pivot(s new_root, b prepare_only); an empty new_root completes the prepared one."""
         newroot, prepare_only = args
         if prepare_only:
             self.prepare_pivot(newroot)
             self.bus.reply(peer, msg, sender=SERVICE)
+            return
+        if not newroot:
+            if self.prepared_root is None:
+                raise SupervisorError("no pivot was prepared (Pivot(new_root, true) first)")
+            newroot = self.prepared_path
+        if self._in_progress():
+            self._join(peer, msg, newroot)
             return
         if newroot == self.prepared_path and self.prepared_root is not None:
             fd = self.prepared_root
@@ -159,6 +190,8 @@ class Supervisor:
 
     # -- re-exec orchestration --------------------------------------------------
     def prepare_pivot(self, newroot: str) -> None:
+        if self._in_progress():
+            raise SupervisorError("a re-exec is in progress; prepare the pivot when it is done")
         fd = _open_root(newroot)
         if self.prepared_root is not None:
             os.close(self.prepared_root)
@@ -169,8 +202,6 @@ class Supervisor:
                phase: str, newroot: str = "") -> None:
         if peer is not None and msg is not None:
             self._waiting.append((peer.id, msg.serial))
-        if self.preflight is not None or self.exec_target is not None:
-            return  # one re-exec at a time; this caller is answered by it
         listeners = [(lst.sock.fileno(), lst.address, lst.path) for lst in self.listeners]
         target = reexec.plan(-1, self.daemon_args, listeners, root_fd)
         self.exec_phase = phase
@@ -220,7 +251,11 @@ class Supervisor:
 
     def _fail(self, reason: str) -> None:
         self.log(3, f"re-exec aborted, this image keeps serving: {reason}", REASON=reason)
+        target = self.exec_target
+        if target is not None and target.root_fd not in (None, self.prepared_root):
+            os.close(target.root_fd)  # type: ignore[arg-type]
         self.exec_target = None
+        self.pivot_path = ""
         self.ready = False
         for peer_id, serial in self._waiting:
             peer = self.bus.peers.get(peer_id)
@@ -233,7 +268,8 @@ class Supervisor:
             self.ready = False
             self._exec()
             return
-        if self._pid1_root is not None and self.phase == PHASE_INITRAMFS:
+        if (self._pid1_root is not None and self.phase == PHASE_INITRAMFS
+                and not self._in_progress()):
             now = time.monotonic()
             if now >= self._next_root_check:
                 self._next_root_check = now + ROOT_CHECK_INTERVAL
