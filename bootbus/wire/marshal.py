@@ -73,6 +73,8 @@ class Writer:
                         raise MarshalError(f"boolean expected, got {value!r}")
                     value = int(value)
                 elif code == "d":
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise MarshalError(f"number expected for 'd', got {value!r}")
                     value = float(value)
                 else:
                     low, high = _INT_RANGES[code]
@@ -81,7 +83,7 @@ class Writer:
                     ):
                         raise MarshalError(f"{value!r} does not fit type {code!r}")
                 buf += _STRUCTS[(self.endian, code)].pack(value)
-            except (struct.error, TypeError, ValueError) as exc:
+            except (struct.error, TypeError, ValueError, OverflowError) as exc:
                 raise MarshalError(f"cannot marshal {value!r} as {code!r}: {exc}") from None
         elif code in "so":
             if not isinstance(value, str):
