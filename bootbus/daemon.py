@@ -24,7 +24,8 @@ from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
 from .io.server import Server
 from .io.supervisor import Supervisor
-from .io.telemetry import Telemetry, service_router
+from .io.services import SERVICE, InterfaceRouter
+from .io.telemetry import LOG_IFACE, Telemetry
 from .state import snapshot
 from .wire.errors import AddressError
 
@@ -220,7 +221,9 @@ def run(config: Config) -> int:
     telemetry.started = (int(started * 1e6), telemetry.started[1])
     supervisor.log = telemetry.step
     supervisor.on_before_exec.append(telemetry.before_exec)
-    bus.services["org.bootbus"] = service_router(bus.services["org.bootbus"], telemetry)
+    services = InterfaceRouter(bus.services[SERVICE])  # the supervisor answers the rest
+    services.register(LOG_IFACE, telemetry.handle_log)
+    bus.services[SERVICE] = services
     if state:
         exec_started = os.environ.pop("BOOTBUS_EXEC_STARTED", "")
         pause = (f"{1000 * (time.monotonic() - float(exec_started)):.1f}"

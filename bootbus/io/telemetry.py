@@ -9,12 +9,11 @@ which early tools log. Never blocks the loop: every destination is bounded
 and a failing one is counted, not raised.
 """
 
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..bus.peer import Peer, PeerState
+from ..bus.peer import Peer
 from ..bus.router import Bus
 from ..wire import message as m
 from .journal import JournalBridge
@@ -192,14 +191,4 @@ class Telemetry:
         return True
 
 
-def service_router(supervisor_handler: Any, telemetry: Telemetry) -> Any:
-    """org.bootbus: Log1 goes to the telemetry, everything else to the supervisor."""
-    def handle(bus: Bus, peer: Peer, msg: m.Message) -> None:
-        if msg.interface == LOG_IFACE:
-            telemetry.handle_log(bus, peer, msg)
-        else:
-            supervisor_handler(bus, peer, msg)
-    return handle
-
-
-__all__ = ["Telemetry", "service_router", "PeerState", "os"]
+__all__ = ["Telemetry", "LOG_IFACE"]

@@ -32,7 +32,9 @@ from ..wire.framer import Framer
 from ..wire.sasl import SaslServer, State
 
 FORMAT = "bootbus-state"
-VERSION = (1, 1)  # 1.1 added per-peer comm and message counters (1.0 lacks them)
+# 1.1 added per-peer comm and message counters; 1.2 added supervisor_fd records
+# (a pivot prepared before a re-exec keeps its directory fd across it).
+VERSION = (1, 2)
 MAX_SNAPSHOT_SIZE = 512 * 1024 * 1024  # refuses absurd inputs before parsing
 
 
@@ -55,6 +57,7 @@ class Restored:
     supervisor: dict[str, Any]
     auth_deadlines: dict[int, float]
     version: tuple[int, int]
+    fds: list[int] = field(default_factory=list)  # the header's table: every fd inherited
     skipped: list[str] = field(default_factory=list)
 
 
@@ -75,15 +78,21 @@ class _FdTable:
 
 
 def encode(bus: Bus, conn_fds: dict[int, int], listeners: list[ListenerRecord],
-           supervisor: dict[str, Any], auth_deadlines: dict[int, float] | None = None
-           ) -> tuple[bytes, list[int]]:
-    """Serialize; return the snapshot and the fds that must survive exec."""
+           supervisor: dict[str, Any], auth_deadlines: dict[int, float] | None = None,
+           supervisor_fds: dict[str, int] | None = None) -> tuple[bytes, list[int]]:
+    """Serialize; return the snapshot and the fds that must survive exec.
+
+    ``supervisor_fds`` are the supervisor's own fds by name; the restored
+    supervisor state has them as ``state["fds"][name]``.
+    """
     table = _FdTable()
     records: list[dict[str, Any]] = []
     records.append({"t": "bus", "bus_id": bus.bus_id, "next_peer_id": bus.next_peer_id,
                     "next_unique": bus.next_unique, "serial": bus.serial,
                     "stats": bus.stats})
     records.append({"t": "supervisor", **supervisor})
+    for name, fd in (supervisor_fds or {}).items():
+        records.append({"t": "supervisor_fd", "name": name, "fd": table.ref(fd)})
     for lst in listeners:
         records.append({"t": "listener", "fd": table.ref(lst.fd), "address": lst.address,
                         "path": lst.path})
@@ -171,9 +180,12 @@ def decode(data: bytes, log: Callable[[str], None] = lambda _m: None) -> Restore
     if major != VERSION[0]:
         raise SnapshotError(f"snapshot format {major}.{minor} is not supported "
                             f"(this bootbus reads {VERSION[0]}.x)")
+    if len(set(fds)) != len(fds) or any(fd < 0 for fd in fds):
+        raise SnapshotError("snapshot fd table lists an fd twice or a negative fd")
     restored = Restored(bus=Bus(bus_id=""), conn_fds={}, listeners=[], supervisor={},
-                        auth_deadlines={}, version=(major, minor))
+                        auth_deadlines={}, version=(major, minor), fds=fds)
     shared: dict[int, SharedFds] = {}
+    unknown_keys: set[tuple[str, str]] = set()
     for number, record in enumerate(records[1:], start=2):
         kind = record.get("t")
         loader = _LOADERS.get(kind)  # type: ignore[arg-type]
@@ -181,14 +193,32 @@ def decode(data: bytes, log: Callable[[str], None] = lambda _m: None) -> Restore
             restored.skipped.append(str(kind))
             log(f"snapshot record {number}: unknown type {kind!r}, skipped")
             continue
+        for key in record.keys() - _KEYS[kind]:  # type: ignore[index]
+            if (kind, key) not in unknown_keys and key not in _RETIRED_KEYS:
+                unknown_keys.add((kind, key))  # type: ignore[arg-type]
+                log(f"snapshot record {number} ({kind}): unknown key {key!r}, skipped")
         try:
             loader(restored, record, fds, shared)
-        except (KeyError, TypeError, ValueError, IndexError, MatchRuleError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                MatchRuleError) as exc:
             raise SnapshotError(f"snapshot record {number} ({kind}) is invalid: "
                                 f"{type(exc).__name__}: {exc}") from None
+    _check(restored)
+    restored.bus.rebuild_indexes()
+    return restored
+
+
+def _check(restored: Restored) -> None:
+    """Cross-record consistency: what no single record can check."""
     bus = restored.bus
     if not bus.bus_id:
         raise SnapshotError("snapshot has no bus record")
+    sockets = list(restored.conn_fds.values()) + [lst.fd for lst in restored.listeners]
+    if len(set(sockets)) != len(sockets):
+        raise SnapshotError("snapshot gives one socket to two connections or listeners")
+    uniques = [p.unique_name for p in bus.peers.values() if p.state is PeerState.ACTIVE]
+    if len(set(uniques)) != len(uniques):
+        raise SnapshotError("snapshot has two active peers with one unique name")
     for (caller, _serial), callee in bus.pending.items():
         if caller not in bus.peers or callee not in bus.peers:
             raise SnapshotError("snapshot has an expected reply between unknown peers")
@@ -198,8 +228,6 @@ def decode(data: bytes, log: Callable[[str], None] = lambda _m: None) -> Restore
     for peer in bus.peers.values():
         if peer.state is PeerState.AUTH and peer.sasl is None:
             raise SnapshotError(f"snapshot peer {peer.id} is authenticating without SASL state")
-    bus.rebuild_indexes()
-    return restored
 
 
 def _load_bus(r: Restored, rec: dict[str, Any], fds: list[int],
@@ -217,7 +245,12 @@ def _load_bus(r: Restored, rec: dict[str, Any], fds: list[int],
 
 def _load_supervisor(r: Restored, rec: dict[str, Any], fds: list[int],
                      shared: dict[int, SharedFds]) -> None:
-    r.supervisor = {k: v for k, v in rec.items() if k != "t"}
+    r.supervisor.update((k, v) for k, v in rec.items() if k not in ("t", "fds"))
+
+
+def _load_supervisor_fd(r: Restored, rec: dict[str, Any], fds: list[int],
+                        shared: dict[int, SharedFds]) -> None:
+    r.supervisor.setdefault("fds", {})[str(rec["name"])] = fds[int(rec["fd"])]
 
 
 def _load_listener(r: Restored, rec: dict[str, Any], fds: list[int],
@@ -277,8 +310,27 @@ def _load_pending(r: Restored, rec: dict[str, Any], fds: list[int],
     r.bus.pending[(int(rec["caller"]), int(rec["serial"]))] = int(rec["callee"])
 
 
+# The keys each record type has in this version (a newer minor may add more:
+# those are logged once and skipped); keys older versions wrote and this one
+# no longer reads go in _RETIRED_KEYS and are ignored silently.
+_KEYS: dict[str, frozenset[str]] = {
+    "bus": frozenset({"t", "bus_id", "next_peer_id", "next_unique", "serial", "stats"}),
+    "supervisor": frozenset({"t", "phase", "generation", "started_at", "pivots",
+                             "answer_after_exec", "pid1_root", "prepared_path"}),
+    "supervisor_fd": frozenset({"t", "name", "fd"}),
+    "listener": frozenset({"t", "fd", "address", "path"}),
+    "peer": frozenset({"t", "id", "fd", "uid", "pid", "gids", "label", "state", "unique_name",
+                       "unix_fd", "in", "in_fds", "out", "matches", "monitor_rules",
+                       "connected_at", "auth_deadline", "comm", "messages_in",
+                       "messages_out", "sasl"}),
+    "name": frozenset({"t", "name", "owners"}),
+    "pending": frozenset({"t", "caller", "serial", "callee"}),
+}
+_RETIRED_KEYS: frozenset[str] = frozenset()
+
 _LOADERS: dict[str, Callable[[Restored, dict[str, Any], list[int], dict[int, SharedFds]],
                              None]] = {
-    "bus": _load_bus, "supervisor": _load_supervisor, "listener": _load_listener,
+    "bus": _load_bus, "supervisor": _load_supervisor, "supervisor_fd": _load_supervisor_fd,
+    "listener": _load_listener,
     "peer": _load_peer, "name": _load_name, "pending": _load_pending,
 }
