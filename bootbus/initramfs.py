@@ -74,6 +74,12 @@ PLATFORMS = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_386": "i686"}
 # A bound on the closure: no real program comes near it; a resolver loop would.
 MAX_CLOSURE_OBJECTS = 4096
 CHILD_TIMEOUT_SECONDS = 120
+# Rounds of reading newly loaded third-party sources for their lazy imports.
+MAX_IMPORT_ROUNDS = 8
+# Lazy imports of third-party packages that never run on Linux (click's
+# Windows console support): not followed.
+FOREIGN_PLATFORM_MODULES = frozenset({"colorama", "msvcrt", "_winapi", "winreg", "nt",
+                                      "_winconsole", "ctypes.wintypes"})
 
 
 class InitramfsError(Exception):
@@ -406,14 +412,41 @@ def imported_module_files(package_dir: Path, python: str = PYTHON,
     interpreter started the way the daemon starts (site included); its
     ``sys.modules`` is the answer, bootbus's own modules excluded. ``also``
     names more modules that must import (programs shipped beside bootbus).
+    Lazy imports count in bootbus and in the third-party packages it loads
+    (click imports shutil only to print an error): their sources are read
+    too, round after round, until no new name appears. The standard
+    library's own lazy imports are not followed (that would be most of it).
     """
     modules = package_modules(package_dir)
     wanted: set[str] = set(EXTRA_MODULES)
     for path in modules.values():
         wanted |= imported_names(path.read_text(encoding="utf-8"))
     required = [name for name in modules if not name.endswith(".__main__")] + list(also)
-    optional = sorted(name for name in wanted
-                      if name.split(".")[0] != PACKAGE or name in modules)
+    package_root = str(package_dir.resolve())
+    scanned: set[str] = set()
+    for _ in range(MAX_IMPORT_ROUNDS):
+        optional = sorted(name for name in wanted
+                          if name.split(".")[0] != PACKAGE or name in modules)
+        files = [path for path in _loaded_files(python, package_dir, required, optional)
+                 if path != package_root and not path.startswith(package_root + os.sep)]
+        third_party = [path for path in files if path.endswith(".py") and path not in scanned
+                       and _is_third_party(path)]
+        if not third_party:
+            return sorted(set(files))
+        for source in third_party:
+            scanned.add(source)
+            wanted |= {name for name in imported_names(Path(source).read_text(encoding="utf-8"))
+                       if name.split(".")[0] not in FOREIGN_PLATFORM_MODULES
+                       and name not in FOREIGN_PLATFORM_MODULES}
+    raise InitramfsError(f"imports still growing after {MAX_IMPORT_ROUNDS} rounds")
+
+
+def _is_third_party(path: str) -> bool:
+    return any(part in ("dist-packages", "site-packages") for part in Path(path).parts)
+
+
+def _loaded_files(python: str, package_dir: Path, required: Sequence[str],
+                  optional: Sequence[str]) -> list[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     env.update(PYTHONPATH=str(package_dir.parent), PYTHONDONTWRITEBYTECODE="1")
     result = subprocess.run(
@@ -422,13 +455,7 @@ def imported_module_files(package_dir: Path, python: str = PYTHON,
         check=False)
     if result.returncode != 0:
         raise InitramfsError(f"importing {PACKAGE} with {python} failed:\n{result.stderr}")
-    package_root = str(package_dir.resolve())
-    files = []
-    for line in result.stdout.splitlines():
-        loaded = os.path.abspath(line)
-        if loaded != package_root and not loaded.startswith(package_root + os.sep):
-            files.append(loaded)
-    return sorted(set(files))
+    return [os.path.abspath(line) for line in result.stdout.splitlines()]
 
 
 def with_bytecode(sources: Iterable[str]) -> list[str]:
