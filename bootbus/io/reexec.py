@@ -10,13 +10,15 @@ root are restored and the caller keeps serving.
 
 import json
 import os
+import socket
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bootbus
 
-from ..state.snapshot import VERSION
+from ..state.snapshot import VERSION, Restored, SnapshotError
 
 LISTENERS_ENV = "BOOTBUS_LISTENERS"  # [[fd, address, path], ...]: kept even if a restore fails
 INSTALL_DIRS = ("/usr/lib/bootbus",)  # where the dracut module installs the package
@@ -109,6 +111,29 @@ def read_fd(fd: int) -> bytes:
         chunks.append(chunk)
     os.close(fd)
     return b"".join(chunks)
+
+
+def check_inherited(restored: Restored) -> None:
+    """Refuse a snapshot whose fds this process did not inherit, before adopting any.
+
+    Every fd of the table must be open; every connection and listener must
+    be a Unix stream socket (an fd number reused by something else is not).
+    """
+    for fd in restored.fds:
+        try:
+            os.fstat(fd)
+        except OSError as exc:
+            raise SnapshotError(f"snapshot fd {fd} was not inherited: {exc.strerror}") from None
+    sockets = [*restored.conn_fds.values(), *(lst.fd for lst in restored.listeners)]
+    for fd in sockets:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise SnapshotError(f"snapshot fd {fd} should be a socket and is not")
+        sock = socket.socket(fileno=fd)
+        try:
+            if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                raise SnapshotError(f"snapshot fd {fd} is not a Unix stream socket")
+        finally:
+            sock.detach()
 
 
 def execute(target: ExecPlan, keep_fds: list[int]) -> OSError:

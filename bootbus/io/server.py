@@ -37,6 +37,7 @@ MAX_INCOMPLETE_PER_USER = 32
 MAX_CONNECTIONS_PER_USER = 2048  # dbus-daemon's max_completed_connections
 ACCEPTS_PER_WAKEUP = 64
 TICK_INTERVAL = 1.0  # seconds: authentication timeouts and supervisor checks
+TIMER_RECHECK = 0.25  # seconds: how stale a timer's deadline may be (summary, journal replay)
 SO_PEERGROUPS = 59
 SO_PEERSEC = 31
 MAX_GROUPS = 256
@@ -95,8 +96,10 @@ class Server:
         self.on_connect: list[Callable[[Peer], None]] = []
         self.on_refuse: list[Callable[[int, int, str], None]] = []  # uid, pid, reason
         self.extra: dict[int, Callable[[int], None]] = {}  # other fds: fd -> handler(events)
-        # monotonic times (seconds) someone needs the loop to wake up at
-        self.deadlines: list[Callable[[], float | None]] = []
+        # (when is it due: monotonic seconds or None, what to run then); cheap per-iteration
+        # work goes to on_tick, timers are for work that must not run on every wakeup
+        self.timers: list[tuple[Callable[[], float | None], Callable[[], None]]] = []
+        self._timers_due = 0.0
         for fd in self.listeners:
             self.epoll.register(fd, _IN)
 
@@ -138,15 +141,18 @@ class Server:
             self.process(events)
 
     def _timeout(self) -> float:
-        """Sleep until the nearest deadline; a tick at least every TICK_INTERVAL."""
-        timeout = TICK_INTERVAL if (self.on_tick or self.authenticating) else -1.0
+        """Sleep until the nearest timer; deadlines are asked at most every TIMER_RECHECK."""
         now = self.clock()
-        for source in self.deadlines:
-            due = source()
-            if due is not None:
-                wait = max(0.0, due - now)
-                timeout = wait if timeout < 0 else min(timeout, wait)
-        return timeout
+        if now >= self._timers_due:
+            due = now + (TIMER_RECHECK if self.timers else TICK_INTERVAL)
+            for source, _callback in self.timers:
+                wanted = source()
+                if wanted is not None and wanted < due:
+                    due = wanted
+            self._timers_due = due
+        if not (self.timers or self.on_tick or self.authenticating):
+            return -1.0
+        return max(0.0, min(self._timers_due, now + TICK_INTERVAL) - now)
 
     def process(self, events: list[tuple[int, int]]) -> None:
         conns = self.conns
@@ -166,6 +172,10 @@ class Server:
         self.settle()
         for tick in self.on_tick:
             tick()
+        if self.timers and self.clock() >= self._timers_due:
+            for _source, callback in self.timers:
+                callback()
+            self._timers_due = 0.0  # ask the sources again before sleeping
         self._expire_auth()
 
     def settle(self) -> None:

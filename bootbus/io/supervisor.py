@@ -90,13 +90,18 @@ class Supervisor:
         return {"phase": self.phase, "generation": self.generation,
                 "started_at": self.started_at, "pivots": self.pivots,
                 "answer_after_exec": [list(x) for x in self.answer_after_exec],
-                "pid1_root": list(self._pid1_root) if self._pid1_root else None}
+                "pid1_root": list(self._pid1_root) if self._pid1_root else None,
+                "prepared_path": self.prepared_path if self.prepared_root is not None else ""}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.phase = str(state.get("phase", self.phase))
         self.generation = int(state.get("generation", 0)) + 1
         self.started_at = float(state.get("started_at", self.started_at))
         self.pivots = list(state.get("pivots", []))
+        prepared = state.get("fds", {}).get("prepared_root")
+        if prepared is not None:  # a pivot prepared before a plain re-exec
+            os.set_inheritable(prepared, False)
+            self.prepared_root, self.prepared_path = prepared, str(state["prepared_path"])
         # PID 1's root as the previous image first saw it: had PID 1 switched
         # root while this image started, a fresh look would miss the change.
         pid1_root = state.get("pid1_root")
@@ -309,11 +314,18 @@ class Supervisor:
         conn_fds = {peer_id: conn.sock.fileno() for peer_id, conn in server.by_peer.items()}
         deadlines = {peer_id: conn.deadline for peer_id, conn in server.by_peer.items()
                      if conn.deadline}
-        data, fds = encode(bus, conn_fds, listeners, self.state(), deadlines)
+        own_fds = {}
+        if self.prepared_root is not None and self.prepared_root != target.root_fd:
+            own_fds["prepared_root"] = self.prepared_root
+        data, fds = encode(bus, conn_fds, listeners, self.state(), deadlines, own_fds)
         memfd = reexec.write_memfd(data)
         target.argv[target.argv.index("--restore-fd") + 1] = str(memfd)
+        queued = sum(len(p.outq) for p in bus.peers.values())
+        partial = sum(len(p.framer.buf) for p in bus.peers.values())
         self.log(6, f"re-executing: generation {self.generation + 1}, snapshot {len(data)} "
-                 f"bytes, {len(conn_fds)} connections", SNAPSHOT_BYTES=str(len(data)),
+                 f"bytes, {len(conn_fds)} connections, {len(bus.pending)} pending replies, "
+                 f"{queued} queued messages, {partial} bytes of partial messages",
+                 SNAPSHOT_BYTES=str(len(data)),
                  PREPARE_MS=f"{(time.monotonic() - t0) * 1000:.1f}")
         target.env["BOOTBUS_EXEC_STARTED"] = repr(time.monotonic())
         error = reexec.execute(target, fds + [memfd])

@@ -54,8 +54,7 @@ class Telemetry:
         server.on_connect.append(self._connected)
         server.on_disconnect.append(self._disconnected)
         server.on_refuse.append(self._refused)
-        server.on_tick.append(self.tick)
-        server.deadlines.append(self.next_deadline)
+        server.timers.append((self.next_deadline, self.tick))
         bus.name_hooks.append(self._name_changed)
 
     # -- logging ------------------------------------------------------------

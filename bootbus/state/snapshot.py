@@ -193,7 +193,7 @@ def decode(data: bytes, log: Callable[[str], None] = lambda _m: None) -> Restore
             restored.skipped.append(str(kind))
             log(f"snapshot record {number}: unknown type {kind!r}, skipped")
             continue
-        for key in record.keys() - _KEYS[kind]:  # type: ignore[index]
+        for key in record.keys() - _KEYS.get(kind, record.keys()):  # type: ignore[arg-type]
             if (kind, key) not in unknown_keys and key not in _RETIRED_KEYS:
                 unknown_keys.add((kind, key))  # type: ignore[arg-type]
                 log(f"snapshot record {number} ({kind}): unknown key {key!r}, skipped")
@@ -312,11 +312,10 @@ def _load_pending(r: Restored, rec: dict[str, Any], fds: list[int],
 
 # The keys each record type has in this version (a newer minor may add more:
 # those are logged once and skipped); keys older versions wrote and this one
-# no longer reads go in _RETIRED_KEYS and are ignored silently.
+# no longer reads go in _RETIRED_KEYS and are ignored silently. The supervisor
+# record is the supervisor's own state, opaque here.
 _KEYS: dict[str, frozenset[str]] = {
     "bus": frozenset({"t", "bus_id", "next_peer_id", "next_unique", "serial", "stats"}),
-    "supervisor": frozenset({"t", "phase", "generation", "started_at", "pivots",
-                             "answer_after_exec", "pid1_root", "prepared_path"}),
     "supervisor_fd": frozenset({"t", "name", "fd"}),
     "listener": frozenset({"t", "fd", "address", "path"}),
     "peer": frozenset({"t", "id", "fd", "uid", "pid", "gids", "label", "state", "unique_name",

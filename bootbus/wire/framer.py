@@ -1,17 +1,28 @@
 """The incremental framer: bytes and fds in, parsed messages out.
 
 Owns: cutting a byte stream into frames, the 128 MiB bound (checked from the
-first 16 bytes, before anything is buffered beyond them), and handing each
-message the fds its UNIX_FDS field announces. Its buffer and fd queue are plain
+first 16 bytes, before anything is buffered beyond them), validating each
+header and body, and handing each message the fds its UNIX_FDS field
+announces. Its buffer and fd queue are plain
 data so a snapshot can carry a half-read message across re-exec. Never reads a
 socket and never closes an fd: fds it rejects are returned to the caller.
 """
 
-from .errors import FramingError
+from .errors import FramingError, MarshalError, SignatureError
 from .limits import FIXED_HEADER_SIZE, MAX_UNIX_FDS_PER_MESSAGE
 from .message import Message, frame_size, parse
 
 MAX_QUEUED_FDS = 4 * MAX_UNIX_FDS_PER_MESSAGE  # fds received ahead of the message that uses them
+
+
+def _validate_body(msg: Message) -> None:
+    """The whole body must be valid: libdbus drops its own connection when a bus
+    hands it an invalid message, so one bad sender would cut off its receivers.
+    The parsed values stay cached on the message for the driver and match rules."""
+    try:
+        msg.args()
+    except (MarshalError, SignatureError) as exc:
+        raise FramingError(f"invalid message body: {exc}") from None
 
 
 class Framer:
@@ -54,6 +65,8 @@ class Framer:
                 else:
                     msg = parse(bytes(view[pos:pos + size]))
                 pos += size
+                if msg.signature:
+                    _validate_body(msg)
                 if msg.unix_fds:
                     self._attach_fds(msg)
                 messages.append(msg)
