@@ -7,6 +7,8 @@ the order given (real clients differ: libdbus puts DESTINATION second).
 
 import struct
 
+from .hexbytes import hx
+
 PATH, INTERFACE, MEMBER, ERROR_NAME, REPLY_SERIAL, DESTINATION, SENDER, SIGNATURE, UNIX_FDS = (
     range(1, 10))
 
@@ -53,3 +55,39 @@ def call_fields(endian: str = "l", path: str = "/a", member: str = "M",
                 destination: str = "a.b") -> bytes:
     return join_fields(str_field(PATH, path, endian, b"o"), str_field(MEMBER, member, endian),
                        str_field(DESTINATION, destination, endian))
+
+
+LIBDBUS_HELLO = hx("""
+6c 01 00 01               # 'l', METHOD_CALL, no flags, version 1
+00000000                  # body length 0
+01000000                  # serial 1
+6e000000                  # header fields array: 110 bytes
+01 01 6f 00  15000000     # PATH, signature "o", 21 bytes
+2f6f72672f667265656465736b746f702f44427573 00   # "/org/freedesktop/DBus"
+0000                      # pad to 8
+06 01 73 00  14000000     # DESTINATION, "s", 20 bytes
+6f72672e667265656465736b746f702e44427573 00     # "org.freedesktop.DBus"
+000000
+02 01 73 00  14000000     # INTERFACE
+6f72672e667265656465736b746f702e44427573 00
+000000
+03 01 73 00  05000000     # MEMBER
+48656c6c6f 00             # "Hello"
+0000                      # pad the header to 8 (not counted in the 110)
+""")
+
+# What dbus-daemon sends a new peer after Hello, big-endian this time.
+BIG_ENDIAN_NAME_ACQUIRED = hx("""
+42 04 01 01               # 'B', SIGNAL, NO_REPLY_EXPECTED, version 1
+00000009                  # body length 9
+00000002                  # serial 2
+0000008f                  # header fields: 143 bytes
+01 01 6f 00  00000015  2f6f72672f667265656465736b746f702f44427573 00  0000
+02 01 73 00  00000014  6f72672e667265656465736b746f702e44427573 00  000000
+03 01 73 00  0000000c  4e616d6541637175697265 64 00  000000     # "NameAcquired"
+06 01 73 00  00000004  3a312e35 00  000000                       # ":1.5"
+07 01 73 00  00000014  6f72672e667265656465736b746f702e44427573 00  000000
+08 01 67 00  01 73 00     # SIGNATURE "s"
+00                        # pad the header to 8
+00000004  3a312e35 00     # body: STRING ":1.5"
+""")

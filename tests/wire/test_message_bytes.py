@@ -1,9 +1,9 @@
 """Header parsing of known frames, written byte by byte; building; re-addressing.
 
-The Hello below is the frame libdbus (dbus-send, dbus-python) writes as its
-first message: PATH, DESTINATION, INTERFACE, MEMBER in that order, serial 1, no
-body. Other frames are put together by tests/wire/frames.py from the
-specification's rules, independently of bootbus.wire.message.
+LIBDBUS_HELLO (tests/wire/frames.py) is the frame libdbus (dbus-send,
+dbus-python) writes as its first message: PATH, DESTINATION, INTERFACE, MEMBER
+in that order, serial 1, no body. Other frames are put together by frames.py
+from the specification's rules, independently of bootbus.wire.message.
 """
 
 import struct
@@ -16,46 +16,10 @@ from bootbus.wire.errors import FramingError
 from bootbus.wire.limits import MAX_MESSAGE_SIZE
 
 from .frames import (
-    DESTINATION, ERROR_NAME, INTERFACE, MEMBER, PATH, REPLY_SERIAL, SENDER, UNIX_FDS,
-    call_fields, frame, join_fields, sig_field, str_field, u32_field,
+    BIG_ENDIAN_NAME_ACQUIRED, ERROR_NAME, INTERFACE, LIBDBUS_HELLO, MEMBER, PATH, REPLY_SERIAL,
+    SENDER, UNIX_FDS, call_fields, frame, join_fields, sig_field, str_field, u32_field,
 )
 from .hexbytes import hx
-
-LIBDBUS_HELLO = hx("""
-6c 01 00 01               # 'l', METHOD_CALL, no flags, version 1
-00000000                  # body length 0
-01000000                  # serial 1
-6e000000                  # header fields array: 110 bytes
-01 01 6f 00  15000000     # PATH, signature "o", 21 bytes
-2f6f72672f667265656465736b746f702f44427573 00   # "/org/freedesktop/DBus"
-0000                      # pad to 8
-06 01 73 00  14000000     # DESTINATION, "s", 20 bytes
-6f72672e667265656465736b746f702e44427573 00     # "org.freedesktop.DBus"
-000000
-02 01 73 00  14000000     # INTERFACE
-6f72672e667265656465736b746f702e44427573 00
-000000
-03 01 73 00  05000000     # MEMBER
-48656c6c6f 00             # "Hello"
-0000                      # pad the header to 8 (not counted in the 110)
-""")
-
-# What dbus-daemon sends a new peer after Hello, big-endian this time.
-BIG_ENDIAN_NAME_ACQUIRED = hx("""
-42 04 01 01               # 'B', SIGNAL, NO_REPLY_EXPECTED, version 1
-00000009                  # body length 9
-00000002                  # serial 2
-0000008f                  # header fields: 143 bytes
-01 01 6f 00  00000015  2f6f72672f667265656465736b746f702f44427573 00  0000
-02 01 73 00  00000014  6f72672e667265656465736b746f702e44427573 00  000000
-03 01 73 00  0000000c  4e616d6541637175697265 64 00  000000     # "NameAcquired"
-06 01 73 00  00000004  3a312e35 00  000000                       # ":1.5"
-07 01 73 00  00000014  6f72672e667265656465736b746f702e44427573 00  000000
-08 01 67 00  01 73 00     # SIGNATURE "s"
-00                        # pad the header to 8
-00000004  3a312e35 00     # body: STRING ":1.5"
-""")
-
 
 def test_libdbus_hello_is_what_the_independent_parser_reads() -> None:
     # guard the hand-written literal itself with jeepney's parser
