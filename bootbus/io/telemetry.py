@@ -9,6 +9,8 @@ which early tools log. Never blocks the loop: every destination is bounded
 and a failing one is counted, not raised.
 """
 
+import os
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -50,6 +52,9 @@ class Telemetry:
         self.pivots = 0
         self.started = (int(time.time() * 1e6), int(time.monotonic() * 1e6))
         self.state = "running"
+        # Echo steps on stderr too, unless stderr already is the journal (systemd sets
+        # JOURNAL_STREAM for that), where the bridge delivers them with their fields.
+        self.echo_stderr = "JOURNAL_STREAM" not in os.environ
         self._client_budget: dict[int, tuple[float, float]] = {}
         server.on_connect.append(self._connected)
         server.on_disconnect.append(self._disconnected)
@@ -63,6 +68,11 @@ class Telemetry:
             self.steplog.log(priority, message, {k: str(v) for k, v in fields.items()})
         except StepLogError:
             pass
+        if self.echo_stderr:
+            try:
+                print(f"<{priority}>bootbus: {message}", file=sys.stderr, flush=True)
+            except (OSError, ValueError):
+                self.echo_stderr = False
         if priority <= LOG_ERR:
             self.summary.mark_dirty()
 
