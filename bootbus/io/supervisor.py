@@ -9,6 +9,7 @@ loop iteration (every read message already routed) snapshot and exec. The
 caller of Reexec/Pivot is answered by the new image once it serves.
 """
 
+import functools
 import os
 import subprocess
 import time
@@ -29,6 +30,8 @@ PATH = "/org/bootbus/Supervisor1"
 IFACE = "org.bootbus.Supervisor1"
 ERR_FAILED = "org.bootbus.Error.Failed"
 ERR_ACCESS = "org.freedesktop.DBus.Error.AccessDenied"
+PREFLIGHT_TIMEOUT = 60.0  # seconds; a cold start of the target under load takes ~1 s
+PREFLIGHT_OUTPUT_MAX = 4096  # bytes of the preflight's output kept for the log
 ROOT_CHECK_INTERVAL = 0.5  # seconds between checks of PID 1's root while in the initramfs
 SHUTDOWN_ROOT = "/run/initramfs"
 
@@ -76,6 +79,7 @@ class Supervisor:
     pivot_path: str = ""
     ready: bool = False  # preflight passed: exec at the end of this loop iteration
     _waiting: list[tuple[int, int]] = field(default_factory=list)
+    _preflight_deadline: float = 0.0
     _pid1_root: tuple[int, int] | None = None
     _next_root_check: float = 0.0
     on_before_exec: list[Callable[[], None]] = field(default_factory=list)
@@ -215,12 +219,7 @@ class Supervisor:
                  " running preflight", TARGET=target.interpreter)
         self.exec_target = target
         argv = reexec.preflight_argv(target)
-        pre_fn = None
-        if root_fd is not None:
-            def pre_fn() -> None:
-                os.fchdir(root_fd)
-                os.chroot(".")
-                os.chdir("/")
+        pre_fn = None if root_fd is None else functools.partial(_enter_root, root_fd)
         try:
             self.preflight = subprocess.Popen(argv, env=target.env, stdin=subprocess.DEVNULL,
                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -229,6 +228,7 @@ class Supervisor:
             self._fail(f"preflight could not start {target.interpreter}: {exc}")
             return
         assert self.preflight.stdout is not None
+        self._preflight_deadline = time.monotonic() + PREFLIGHT_TIMEOUT
         os.set_blocking(self.preflight.stdout.fileno(), False)
         self.server.add_fd(self.preflight.stdout.fileno(), self._preflight_output)
 
@@ -240,19 +240,32 @@ class Supervisor:
         except BlockingIOError:
             return
         if chunk:
-            self.preflight_output += chunk[:4096]
+            if len(self.preflight_output) < PREFLIGHT_OUTPUT_MAX:
+                self.preflight_output += chunk[:PREFLIGHT_OUTPUT_MAX]
             return
+        code, output = self._end_preflight()
+        if code != 0:
+            self._fail(f"preflight failed (exit {code}): {output[-500:]}")
+            return
+        self.log(6, "preflight passed", OUTPUT=output[-200:])
+        self.ready = True
+
+    def _end_preflight(self) -> tuple[int, str]:
+        proc = self.preflight
+        assert proc is not None and proc.stdout is not None
         self.server.remove_fd(proc.stdout.fileno())
         proc.stdout.close()
         code = proc.wait()
         self.preflight = None
         output = self.preflight_output.decode(errors="replace").strip()
         self.preflight_output = b""
-        if code != 0:
-            self._fail(f"preflight failed (exit {code}): {output[-500:]}")
-            return
-        self.log(6, "preflight passed", OUTPUT=output[-200:])
-        self.ready = True
+        return code, output
+
+    def _preflight_overdue(self) -> None:
+        assert self.preflight is not None
+        self.preflight.kill()
+        _code, output = self._end_preflight()
+        self._fail(f"preflight did not finish in {PREFLIGHT_TIMEOUT:.0f} s: {output[-500:]}")
 
     def _fail(self, reason: str) -> None:
         self.log(3, f"re-exec aborted, this image keeps serving: {reason}", REASON=reason)
@@ -273,6 +286,8 @@ class Supervisor:
             self.ready = False
             self._exec()
             return
+        if self.preflight is not None and time.monotonic() > self._preflight_deadline:
+            self._preflight_overdue()
         if (self._pid1_root is not None and self.phase == PHASE_INITRAMFS
                 and not self._in_progress()):
             now = time.monotonic()
@@ -288,7 +303,13 @@ class Supervisor:
         if self.prepared_root is not None:
             fd, path = self.prepared_root, self.prepared_path
         else:
-            fd, path = _open_root("/proc/1/root"), "/proc/1/root"
+            path = "/proc/1/root"
+            try:
+                fd = _open_root(path)
+            except SupervisorError as exc:
+                self.log(3, f"PID 1 changed root, but this image cannot follow it: {exc}",
+                         REASON=str(exc))
+                return
         self.log(5, f"PID 1 changed root, following it into {path}", NEWROOT=path)
         self._start(None, None, fd, PHASE_ROOT, path)
 
@@ -351,6 +372,13 @@ class Supervisor:
 
 class SupervisorError(Exception):
     pass
+
+
+def _enter_root(fd: int) -> None:
+    """In the preflight's child: run it in the new root, as the exec will."""
+    os.fchdir(fd)
+    os.chroot(".")
+    os.chdir("/")
 
 
 def _open_root(path: str) -> int:

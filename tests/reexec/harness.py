@@ -12,6 +12,7 @@ stop, and fails if the daemon had died or logged a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import shutil
@@ -67,10 +68,11 @@ class Daemon:
         return self.process.pid
 
     def log(self) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        """stderr: the daemon echoes every step there (and to the step log)."""
+        return read_text(self.stderr_path)
+
+    def steplog(self) -> str:
+        return steplog_messages(self.tmpdir / "rt")
 
     def wait_log(self, needle: str, count: int = 1, timeout: float = LOG_WAIT_S) -> str:
         """Wait until stderr holds ``needle`` ``count`` times; return the log."""
@@ -173,6 +175,25 @@ def running(pythonpath: Path = REPO, env: dict[str, str] | None = None) -> Itera
         yield daemon
     finally:
         daemon.stop()
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def steplog_messages(runtime_dir: Path) -> str:
+    """The step log's records as '<priority>message' lines, like stderr's."""
+    lines = []
+    for line in read_text(runtime_dir / "steplog.jsonl").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a record being written
+        lines.append(f"<{record.get('priority')}>{record.get('message')}\n")
+    return "".join(lines)
 
 
 def vm_rss_kib(pid: int) -> int:

@@ -11,6 +11,8 @@ the daemon's VmRSS.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from . import harness
@@ -73,9 +75,13 @@ def test_twenty_reexecs_under_load() -> None:
         log = daemon.wait_log("restored generation", REEXECS)
         assert f"restored generation {REEXECS + 1} " in log
         assert "re-exec aborted" not in log
+        # the re-execs happened with calls in flight: forwarded, reply not yet routed
+        pending = [int(n) for n in re.findall(r"re-executing: .*, (\d+) pending replies", log)]
+        assert len(pending) == REEXECS and sum(pending) > 0, pending
         median = sorted(rss)[len(rss) // 2]
         assert max(rss) - median <= RSS_TOLERANCE_KIB, rss
         assert median - min(rss) <= RSS_TOLERANCE_KIB, rss
         assert len(set(fd_counts)) == 1, fd_counts
         print(f"VmRSS after each re-exec (KiB): {rss}; fds {fd_counts[0]}; "
-              f"calls {tally.calls_served}; ticks {dict(tally.ticks_sent)}")
+              f"calls {tally.calls_served}; ticks {dict(tally.ticks_sent)}; "
+              f"pending replies at each exec {pending}")
