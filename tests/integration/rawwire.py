@@ -99,6 +99,14 @@ def marshal_body(signature: str, args: tuple[Any, ...], endian: str = "<") -> by
     return bytes(w.buf)
 
 
+@dataclass
+class Typed:
+    """A header field value with an explicit signature (for codes the table lacks)."""
+
+    signature: str
+    value: Any
+
+
 def build_message(
     msg_type: int,
     serial: int,
@@ -119,10 +127,12 @@ def build_message(
     w.fixed("u", 0)
     start = len(w.buf)
     for code, value in fields.items():
+        sig, value = (value.signature, value.value) if isinstance(value, Typed) else (
+            FIELD_SIGNATURES[code], value)
         w.align(8)
         w.fixed("y", code)
-        w.signature(FIELD_SIGNATURES[code])
-        w.value(FIELD_SIGNATURES[code], value)
+        w.signature(sig)
+        w.value(sig, value)
     struct.pack_into(endian + "I", w.buf, 12, len(w.buf) - start)
     w.align(8)
     return bytes(w.buf) + body
