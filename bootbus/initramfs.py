@@ -79,7 +79,7 @@ MAX_IMPORT_ROUNDS = 8
 # Lazy imports of third-party packages that never run on Linux (click's
 # Windows console support): not followed.
 FOREIGN_PLATFORM_MODULES = frozenset({"colorama", "msvcrt", "_winapi", "winreg", "nt",
-                                      "_winconsole", "ctypes.wintypes"})
+                                      "_winconsole", "wintypes"})
 
 
 class InitramfsError(Exception):
@@ -352,23 +352,47 @@ def package_modules(package_dir: Path) -> dict[str, Path]:
     return modules
 
 
-def imported_names(source: str) -> set[str]:
+def imported_names(source: str, package: str | None = None) -> set[str]:
     """Absolute module names an import statement anywhere in ``source`` names.
 
     Imports inside functions count (lazy imports run later, in the
     initramfs); imports under ``if TYPE_CHECKING:`` do not. For
     ``from a import b`` both ``a`` and ``a.b`` are named: ``b`` may be a
-    submodule.
+    submodule. Relative imports are resolved against ``package`` (the
+    package the source belongs to) and left out without one.
     """
     names: set[str] = set()
     for node in _runtime_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if alias.name != "*")
-    return names
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute_module(node, package)
+            if module is None:
+                continue
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names if alias.name != "*")
+    return {name for name in names if name}
+
+
+def _absolute_module(node: ast.ImportFrom, package: str | None) -> str | None:
+    if node.level == 0:
+        return node.module
+    if not package:
+        return None
+    parts = package.split(".")
+    if node.level - 1 >= len(parts):
+        return None
+    base = ".".join(parts[:len(parts) - (node.level - 1)])
+    return f"{base}.{node.module}" if node.module else base
+
+
+def source_package(path: str) -> str | None:
+    """The package a module file of a site directory belongs to ('' for a top-level module)."""
+    parts = Path(path).parts
+    for index in range(len(parts) - 1, -1, -1):
+        if parts[index] in ("dist-packages", "site-packages"):
+            return ".".join(parts[index + 1:-1])
+    return None
 
 
 def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
@@ -395,7 +419,7 @@ for name in required:
 for name in optional:
     try:
         __import__(name)
-    except ImportError:
+    except Exception:  # a platform's module refusing to import (click's _winconsole)
         pass
 for module in list(sys.modules.values()):
     path = getattr(module, "__file__", None)
@@ -435,9 +459,9 @@ def imported_module_files(package_dir: Path, python: str = PYTHON,
             return sorted(set(files))
         for source in third_party:
             scanned.add(source)
-            wanted |= {name for name in imported_names(Path(source).read_text(encoding="utf-8"))
-                       if name.split(".")[0] not in FOREIGN_PLATFORM_MODULES
-                       and name not in FOREIGN_PLATFORM_MODULES}
+            text = Path(source).read_text(encoding="utf-8")
+            wanted |= {name for name in imported_names(text, source_package(source))
+                       if FOREIGN_PLATFORM_MODULES.isdisjoint(name.split("."))}
     raise InitramfsError(f"imports still growing after {MAX_IMPORT_ROUNDS} rounds")
 
 

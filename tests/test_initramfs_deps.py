@@ -172,6 +172,15 @@ def test_imported_names_include_lazy_imports_but_not_type_checking() -> None:
     assert not any(name.startswith(".") or name == "sibling" for name in names)
 
 
+def test_relative_imports_resolve_against_the_package() -> None:
+    source = "def later():\n    from ._textwrap import TextWrapper\n    from .. import top\n"
+    assert initramfs.imported_names(source, "click") == {
+        "click._textwrap", "click._textwrap.TextWrapper"}
+    assert initramfs.imported_names(source, "pkg.sub") == {
+        "pkg.sub._textwrap", "pkg.sub._textwrap.TextWrapper", "pkg", "pkg.top"}
+    assert initramfs.source_package("/usr/lib/python3/dist-packages/click/core.py") == "click"
+
+
 def run_list(*args: str) -> list[tuple[str, str]]:
     output = subprocess.run(
         ["/usr/bin/python3", "-m", "bootbus.initramfs", "list", *args],
@@ -207,6 +216,7 @@ def test_list_follows_lazy_imports_of_third_party_packages() -> None:
     if not any("/click/" in source for source in sources):
         pytest.skip("bootbus does not import click (yet)")
     assert "/usr/lib/python3.11/shutil.py" in sources
+    assert any(source.endswith("/click/_textwrap.py") for source in sources)  # relative, lazy
     assert not any("/colorama/" in source for source in sources)  # Windows only
 
 

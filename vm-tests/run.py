@@ -230,6 +230,10 @@ def root_extras(work: Path, kernel: Kernel, initramfs: Path, variant: Variant) -
     for unit in units:
         shutil.copy(REPO / "units" / unit, system / unit)
     shutil.copy(GUEST / "bootbus-vmtest.service", system / "bootbus-vmtest.service")
+    # Like bootbus-initrd.service, the initramfs client's unit exists in the
+    # real root too, so systemd still knows the unit after switch_root.
+    shutil.copy(GUEST / "95bootbus-vmtest" / "bootbus-vmtest-client.service",
+                system / "bootbus-vmtest-client.service")
     wants = {"sysinit.target.wants": ["bootbus-pivot.service", "bootbus-shutdown.service"],
              "sockets.target.wants": ["bootbus.socket"],
              "multi-user.target.wants": ["bootbus-vmtest.service"]}
@@ -369,7 +373,8 @@ def check_live_to_poweroff(result: Boot) -> list[str]:
         elif ping and (ping.get("server") != unique or ping.get("owner") != unique):
             problems.append(f"in {where} the initramfs client {unique} is not the one "
                             f"answering: {ping}")
-    bus_ids = {p.get("bus_id") for tag in ("root", "final") for p in result.find(f"{tag}-ping")}
+    bus_ids = {p.get("bus_id") for tag in ("root", "final") for p in result.find(f"{tag}-ping")
+               if p.get("ok") == "1"}
     if len(bus_ids) > 1:
         problems.append(f"bus id changed: {bus_ids}")
     root_daemon = one(result, "root-daemon", problems)
@@ -411,12 +416,13 @@ SCENARIOS = (
 )
 
 
-def run_scenario(scenario: Scenario, kernel: Kernel, root: Path, keep: bool) -> bool:
+def run_scenario(scenario: Scenario, kernel: Kernel, root: Path, keep: bool,
+                 append: str = "") -> bool:
     work = Path(tempfile.mkdtemp(prefix=f"work-{scenario.name}-", dir=CACHE))
     try:
         initramfs = build_initramfs(work, kernel, scenario.variant)
         image = build_image(work, root, root_extras(work, kernel, initramfs, scenario.variant))
-        cmdline = f"{CMDLINE} {scenario.variant.cmdline}".strip()
+        cmdline = f"{CMDLINE} {scenario.variant.cmdline} {append}".strip()
         result = boot(kernel, initramfs, image, cmdline)
     finally:
         if not keep:
@@ -441,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", help="run only these (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the scenarios")
     parser.add_argument("--keep-work", action="store_true", help="keep initramfs and image")
+    parser.add_argument("--append", default="", help="more kernel command line, e.g. "
+                        "'systemd.journald.forward_to_console=1' to see the guest's logs")
     args = parser.parse_args(argv)
     if args.list:
         for scenario in SCENARIOS:
@@ -458,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kernel = prepare_kernel()
     root = prepare_root()
     log(f"set-up done in {time.monotonic() - started:.0f}s (kernel {kernel.version})")
-    passed = sum(run_scenario(s, kernel, root, args.keep_work) for s in chosen)
+    passed = sum(run_scenario(s, kernel, root, args.keep_work, args.append) for s in chosen)
     failed = len(chosen) - passed
     print(f"vm-test: {passed} passed, {failed} failed")
     return 1 if failed else 0
