@@ -86,28 +86,32 @@ class Client:
 
     # -- receiving -------------------------------------------------------------
     def received(self) -> list[m.Message]:
-        """Everything the bus queued for this peer since the last call, parsed."""
-        framer = Framer()
-        out: list[m.Message] = []
-        for frame in self.peer.outq:
-            data = b"".join(bytes(buf) for buf in frame.bufs)
-            fds = list(frame.fds.fds) if frame.fds is not None else []
-            (msg,) = framer.feed(data, fds)
-            assert framer.pending == 0 and framer.fds == []
-            out.append(msg)
-        self.peer.outq.clear()
-        self.peer.out_bytes = 0
-        self.bus.dirty.discard(self.peer)
-        self.inbox.extend(out)
+        """Everything the bus queued for this peer and the test has not looked at yet."""
+        self._drain()
+        out, self.inbox = self.inbox, []
         return out
 
     def reply_to(self, serial: int) -> m.Message:
-        self.received()
+        """Take the one reply to ``serial``; other messages stay for received()."""
+        self._drain()
         found = [msg for msg in self.inbox
                  if msg.type in (m.METHOD_RETURN, m.ERROR) and msg.reply_serial == serial]
         assert len(found) == 1, f"expected one reply to {serial}, got {found}"
         self.inbox.remove(found[0])
         return found[0]
+
+    def _drain(self) -> None:
+        """Read the peer's output queue as the client would read its socket."""
+        framer = Framer()
+        for frame in self.peer.outq:
+            data = b"".join(bytes(buf) for buf in frame.bufs)
+            fds = list(frame.fds.fds) if frame.fds is not None else []
+            (msg,) = framer.feed(data, fds)
+            assert framer.pending == 0 and framer.fds == []
+            self.inbox.append(msg)
+        self.peer.outq.clear()
+        self.peer.out_bytes = 0
+        self.bus.dirty.discard(self.peer)
 
 
 def connect(bus: Bus, uid: int = 1000, pid: int = 4242, unix_fd: bool = False,
@@ -120,7 +124,7 @@ def connect(bus: Bus, uid: int = 1000, pid: int = 4242, unix_fd: bool = False,
         serial = client.call_bus("Hello")
         answer = client.reply_to(serial)
         client.unique_name = answer.args()[0]
-        client.inbox.clear()
+        client.received()  # NameAcquired
     return client
 
 
