@@ -16,6 +16,7 @@ from .buses import Bus
 from .peers import DRIVER, Peer, Service, echo, member, sender
 
 UNIQUE_NAME = re.compile(r"^:1\.[0-9]+$")
+IN_FLIGHT_CALLS = 100
 
 
 def test_open_connection_hello_and_name_acquired(bus: Bus) -> None:
@@ -115,7 +116,9 @@ def test_many_calls_in_flight_keep_order(bus: Bus, connect: Callable[..., Peer])
     with Service(bus.address, {"Echo": echo}, name="com.example.Pipeline"):
         caller = connect()
         addr = DBusAddress("/", bus_name="com.example.Pipeline", interface="com.example.Echo")
-        serials = list(range(1000, 1200))
+        # Fewer than dbus-daemon's default max_replies_per_connection (128):
+        # past it, calls fail with LimitsExceeded instead of being queued.
+        serials = list(range(1000, 1000 + IN_FLIGHT_CALLS))
         for n in serials:
             caller.conn.send(new_method_call(addr, "Echo", "u", (n,)), serial=n)
         got: list[Message] = []
