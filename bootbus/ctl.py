@@ -809,6 +809,14 @@ def parse_since(text: str, now_usec: int) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
+def _priority_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int:
+    return LOG_DEBUG if value is None else parse_priority(value)
+
+
+def _since_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else parse_since(value, time.time_ns() // 1000)
+
+
 def format_record(record: Record) -> str:
     fields = " ".join(f"{k}={_field_value(v)}" for k, v in record.fields.items())
     line = (f"{_format_time(record.realtime_usec)} {record.phase or '-'} "
@@ -833,12 +841,14 @@ def _log_mode_line(files_dir: str) -> str:
 
 
 @main.command()
-@click.option("-p", "--priority", default=None, metavar="PRIORITY",
+@click.option("-p", "--priority", "max_priority", default=None, metavar="PRIORITY",
+              callback=_priority_option,
               help="show this priority and more severe: 0..7 or emerg, alert, crit, err, "
                    "warning, notice, info, debug")
 @click.option("--phase", "phases", multiple=True, metavar="PHASE",
               help="only records of this boot phase (repeatable): initramfs, root, shutdown...")
-@click.option("-S", "--since", default=None, metavar="WHEN",
+@click.option("-S", "--since", "since_usec", default=None, metavar="WHEN",
+              callback=_since_option,
               help="only records since WHEN: -30s, -10m, -2h, -1d (ago; plain -N is seconds) "
                    "or an ISO 8601 time such as 2024-05-01T12:00:00 (local time if no zone)")
 @click.option("-n", "--lines", default=None, type=click.IntRange(0),
@@ -848,17 +858,14 @@ def _log_mode_line(files_dir: str) -> str:
               help="one JSON object per line (seq, realtime_usec, monotonic_usec, phase, "
                    "priority, message, fields)")
 @click.pass_context
-def log(ctx: click.Context, priority: str | None, phases: tuple[str, ...], since: str | None,
+def log(ctx: click.Context, max_priority: int, phases: tuple[str, ...], since_usec: int | None,
         lines: int | None, follow: bool, as_json: bool) -> None:
     """The step log, from the files in the runtime directory (works with the daemon dead)."""
     files_dir = _target(ctx).files_dir
     if not any(os.path.exists(steplog_path(files_dir) + suffix) for suffix in ("", ".1")):
         raise OfflineUnavailable(f"no step log in {files_dir} (expected {STEPLOG_FILENAME})")
-    flt = RecordFilter(
-        max_priority=LOG_DEBUG if priority is None else parse_priority(priority),
-        phases=frozenset(phases) if phases else None,
-        since_realtime_usec=None if since is None else parse_since(since, time.time_ns() // 1000),
-    )
+    flt = RecordFilter(max_priority=max_priority, phases=frozenset(phases) if phases else None,
+                       since_realtime_usec=since_usec)
     _mode_line(_log_mode_line(files_dir))
     show: Callable[[Record], None] = (
         (lambda r: _emit_json(r.to_json_dict())) if as_json
@@ -925,6 +932,23 @@ class MonitorClient(Client):
         self.queue.extend(received)
         if self.framer.error is not None:
             raise ConnectionError(f"invalid data from the bus: {self.framer.error}")
+
+    def become_monitor(self, rules: list[str], timeout: float) -> CallError | None:
+        """BecomeMonitor; what arrived before its reply (our own NameAcquired) is dropped.
+
+        The bus answers before it turns the connection into a monitor, so every
+        message after the reply is monitored traffic and none before it is.
+        """
+        serial = self.call_async(BUS, BUS_PATH, MONITORING_IFACE, "BecomeMonitor", "asu",
+                                 (rules, 0))
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, msg in enumerate(self.queue):
+                if msg.type in (m.METHOD_RETURN, m.ERROR) and msg.reply_serial == serial:
+                    del self.queue[:index + 1]
+                    answer = _reply_value(msg)
+                    return answer if isinstance(answer, CallError) else None
+            self._read(deadline)
 
     def receive(self, deadline: float | None) -> m.Message | None:
         """The next message, or None once `deadline` (monotonic) has passed."""
@@ -1016,7 +1040,7 @@ def _own_name_lost(msg: m.Message, unique_name: str) -> bool:
         return False
 
 
-@main.command(context_settings={"ignore_unknown_options": False})
+@main.command()
 @click.argument("rules", nargs=-1)
 @click.option("--pcap", "pcap_file", type=click.File("wb", lazy=False), default=None,
               metavar="FILE", help="also write the messages to FILE as a pcap (LINKTYPE_DBUS, "
@@ -1041,9 +1065,10 @@ def monitor(ctx: click.Context, rules: tuple[str, ...], pcap_file: IO[bytes] | N
     ctx.call_on_close(live.close)
     pcap = PcapWriter(pcap_file) if pcap_file is not None else None
     to_stdout = pcap_file is not None and getattr(pcap_file, "name", "") == "<stdout>"
-    if not (as_json or to_stdout or quiet):
-        _mode_line(live)
     become_monitor(live, list(rules))
+    if not (as_json or to_stdout or quiet):
+        _mode_line(live)  # after BecomeMonitor: from this line on, nothing is missed
+        sys.stderr.flush()
     deadline = None if duration is None else time.monotonic() + duration
     seen = 0
     try:
@@ -1087,14 +1112,13 @@ def connect_monitor(target: Target) -> MonitorLive:
     return MonitorLive(client, address, target.timeout, target.files_dir)
 
 
-def become_monitor(live: Live, rules: list[str]) -> None:
+def become_monitor(live: MonitorLive, rules: list[str]) -> None:
     try:
-        live.client.call(BUS, BUS_PATH, MONITORING_IFACE, "BecomeMonitor", "asu", (rules, 0),
-                         timeout=live.timeout)
-    except CallError as exc:
-        raise BusFailure(f"BecomeMonitor refused: {exc}") from None
+        reply = live.client.become_monitor(rules, live.timeout)
     except (TimeoutError, ConnectionError, OSError) as exc:
         raise BusFailure(f"BecomeMonitor: {exc}") from None
+    if isinstance(reply, CallError):
+        raise BusFailure(f"BecomeMonitor refused: {reply}")
 
 
 # -- call and emit ---------------------------------------------------------------------------
