@@ -8,6 +8,7 @@ expected reaction is dbus-daemon's unless a test says why bootbus differs.
 from __future__ import annotations
 
 import os
+import socket
 import struct
 from collections.abc import Callable
 
@@ -159,7 +160,7 @@ def test_truncated_message_then_half_close(bus: Bus, witness: Peer) -> None:
     with registered_peer(bus) as bad:
         call = rw.method_call(bad.next_serial(), "GetId")
         bad.send(call[:20])
-        bad.sock.shutdown(2 - 1)  # SHUT_WR: the bus sees EOF mid-message
+        bad.sock.shutdown(socket.SHUT_WR)  # the bus sees EOF mid-message
         bad.wait_closed()
         assert bad.unique_name is not None
         assert_forgotten(witness, bad.unique_name)
@@ -216,6 +217,8 @@ def test_bad_protocol_version(bus: Bus, witness: Peer) -> None:
     with registered_peer(bus) as bad:
         bad.send(rw.build_message(rw.METHOD_CALL, 2, call_header(), version=2))
         bad.wait_closed()
+        assert bad.unique_name is not None
+        assert_forgotten(witness, bad.unique_name)
     assert_still_served(bus, witness)
 
 
@@ -229,6 +232,8 @@ def test_invalid_or_reserved_header(bus: Bus, witness: Peer, fields: dict[str, o
     with registered_peer(bus) as bad:
         bad.send(rw.build_message(rw.METHOD_CALL, 2, call_header(**fields)))
         bad.wait_closed()
+        assert bad.unique_name is not None
+        assert_forgotten(witness, bad.unique_name)
     assert_still_served(bus, witness)
 
 
