@@ -43,6 +43,7 @@ from .wire import names as wire_names
 from .wire.address import parse_addresses
 from .wire.errors import AddressError, MarshalError, SignatureError
 from .wire.limits import MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
+from .wire.marshal import marshal
 from .wire.signature import split_signature
 
 SERVICE = "org.bootbus"
@@ -137,11 +138,13 @@ class Live:
 
     mode = "live"
 
-    def __init__(self, client: Client, address: str, timeout: float, files_dir: str) -> None:
+    def __init__(self, client: Client, address: str, timeout: float, files_dir: str,
+                 runtime_dir_explicit: bool = False) -> None:
         self.client = client
         self.address = address
         self.timeout = timeout
         self.files_dir = files_dir
+        self.runtime_dir_explicit = runtime_dir_explicit
         self._missing: set[str] = set()
 
     def describe(self) -> str:
@@ -245,7 +248,7 @@ def connect(target: Target) -> Live:
         client = Client(address, timeout=target.timeout)
     except (OSError, ConnectionError, AddressError, CallError) as exc:
         raise BusFailure(f"cannot connect to {address}: {_reason(exc)}") from None
-    return Live(client, address, target.timeout, target.files_dir)
+    return Live(client, address, target.timeout, target.files_dir, bool(target.runtime_dir))
 
 
 def _reason(exc: BaseException) -> str:
@@ -510,9 +513,19 @@ def offline_names(summary: Summary, include_unique: bool) -> list[NameRow]:
 
 
 def offline_connections(summary: Summary) -> list[ConnectionRow]:
-    return [ConnectionRow(c.unique_name, c.pid, c.comm or None, c.uid, sorted(c.names),
-                          c.match_count, c.queued_bytes)
+    return [ConnectionRow(c.unique_name, c.pid, c.comm or None, c.uid,
+                          _owned(summary, c.unique_name, c.names), c.match_count, c.queued_bytes)
             for c in sorted(summary.connections, key=lambda c: _unique_sort_key(c.unique_name))]
+
+
+def _owned(summary: Summary, unique_name: str, names: list[str]) -> list[str]:
+    """The names a connection owns, as live mode shows them: not those it only queues for.
+
+    A connection's name list in the summary may hold both; the summary's name
+    list says who owns each (a name clipped from it is kept as listed).
+    """
+    owners = {n.name: n.owner for n in summary.names}
+    return sorted(n for n in names if owners.get(n, unique_name) == unique_name)
 
 
 def offline_matches(offline: Offline) -> list[MatchRow]:
@@ -534,6 +547,10 @@ def _summary_match_rules(files_dir: str) -> dict[str, list[str]]:
         if isinstance(conn, dict) and isinstance(conn.get("matches"), list):
             rules[str(conn.get("unique_name"))] = [str(r) for r in conn["matches"]]
     return rules
+
+
+def _has_step_log(files_dir: str) -> bool:
+    return any(os.path.exists(steplog_path(files_dir) + suffix) for suffix in ("", ".1"))
 
 
 def _record_errors(files_dir: str) -> list[dict[str, Any]]:
@@ -565,6 +582,10 @@ def live_status(live: Live) -> dict[str, Any]:
     listed = live.optional("ListConnections")
     queued_bytes = sum(row[5] for row in listed[0]) if listed is not None else None
     started = float(status.get("StartedAt", 0.0))
+    # The step log is local files: the daemon's own word on where they are beats a guess.
+    target_dir = live.files_dir if live.runtime_dir_explicit else str(
+        status.get("RuntimeDir") or live.files_dir)
+    step_log = target_dir if _has_step_log(target_dir) else None
     return {
         "state": "running",
         "phase": status.get("Phase"),
@@ -579,7 +600,8 @@ def live_status(live: Live) -> dict[str, Any]:
         "queued_bytes": queued_bytes,
         "pending_replies": status.get("PendingReplies"),
         "bus_id": status.get("BusId"),
-        "last_errors": _record_errors(live.files_dir),
+        "step_log": step_log,
+        "last_errors": _record_errors(step_log) if step_log else [],
     }
 
 
@@ -606,6 +628,7 @@ def offline_status(offline: Offline) -> dict[str, Any]:
         "queued_bytes": sum(c.queued_bytes for c in s.connections),
         "pending_replies": None,
         "addresses": s.addresses,
+        "step_log": offline.files_dir if _has_step_log(offline.files_dir) else None,
         "last_errors": _merge_errors(from_summary, _record_errors(offline.files_dir)),
     }
 
@@ -632,7 +655,8 @@ def _print_status(status: dict[str, Any], source: Source) -> None:
     for label, value in lines:
         click.echo(f"{label + ':':<17}{_cell(value)}")
     errors = status["last_errors"]
-    click.echo(f"{'Last errors:':<17}{'' if errors else 'none'}")
+    none = "none" if status["step_log"] else "unknown (no step log found: use --runtime-dir)"
+    click.echo(f"{'Last errors:':<17}{'' if errors else none}")
     for e in errors:
         click.echo(f"  {_format_time(e['realtime_usec'])} [{e['phase']}] {e['priority']}: "
                    f"{e['message']}")
@@ -862,7 +886,7 @@ def log(ctx: click.Context, max_priority: int, phases: tuple[str, ...], since_us
         lines: int | None, follow: bool, as_json: bool) -> None:
     """The step log, from the files in the runtime directory (works with the daemon dead)."""
     files_dir = _target(ctx).files_dir
-    if not any(os.path.exists(steplog_path(files_dir) + suffix) for suffix in ("", ".1")):
+    if not _has_step_log(files_dir):
         raise OfflineUnavailable(f"no step log in {files_dir} (expected {STEPLOG_FILENAME})")
     flt = RecordFilter(max_priority=max_priority, phases=frozenset(phases) if phases else None,
                        since_realtime_usec=since_usec)
@@ -1109,7 +1133,8 @@ def connect_monitor(target: Target) -> MonitorLive:
         client = MonitorClient(address, timeout=target.timeout)
     except (OSError, ConnectionError, AddressError, CallError) as exc:
         raise BusFailure(f"cannot connect to {address}: {_reason(exc)}") from None
-    return MonitorLive(client, address, target.timeout, target.files_dir)
+    return MonitorLive(client, address, target.timeout, target.files_dir,
+                       bool(target.runtime_dir))
 
 
 def become_monitor(live: MonitorLive, rules: list[str]) -> None:
@@ -1125,9 +1150,10 @@ def become_monitor(live: MonitorLive, rules: list[str]) -> None:
 
 ARGS_HELP = """\b
 Arguments follow SIGNATURE, one word per basic value: s o g (text),
-b (true/false, yes/no, 1/0), y n q i u x t (integers), d (number).
+b (true/false, yes/no, 1/0), y n q i u x t (integers, 0x.. too), d (number).
 Arrays of a basic type take a count, then the elements:  as 2 one two
-A variant takes a basic type, then the value:             v s hello
+Dicts of basic types take a count, then key value pairs: a{ss} 1 KEY value
+A variant takes a basic type, then the value:            v s hello
 """
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -1176,6 +1202,10 @@ def parse_args(signature: str, words: list[str]) -> list[Any]:
     if extra:
         raise click.BadParameter(f"more arguments than signature {signature!r} takes: "
                                  f"{' '.join(extra)}")
+    try:
+        marshal(signature, values)  # ranges, NULs in strings, sizes: the wire's own checks
+    except MarshalError as exc:
+        raise click.BadParameter(str(exc)) from None
     return values
 
 
@@ -1195,12 +1225,22 @@ def _parse_one(t: str, words: Iterator[str]) -> Any:
             raise click.BadParameter(f"a variant's type must be a basic type, not {inner!r}")
         return (inner, parse_value(inner, _next_word(words, f"a value of type {inner}")))
     if len(t) == 2 and t[0] == "a" and t[1] not in "vh":
-        count = _next_word(words, f"the element count of {t}")
-        if not count.isdigit():
-            raise click.BadParameter(f"{t} needs an element count first, not {count!r}")
         return [parse_value(t[1], _next_word(words, f"element {i + 1} of {t}"))
-                for i in range(int(count))]
+                for i in range(_count(t, words))]
+    if len(t) == 5 and t[:2] == "a{" and t[2] not in "vh" and t[3] not in "vh":
+        entries = {}
+        for i in range(_count(t, words)):
+            key = parse_value(t[2], _next_word(words, f"key {i + 1} of {t}"))
+            entries[key] = parse_value(t[3], _next_word(words, f"value {i + 1} of {t}"))
+        return entries
     raise click.BadParameter(f"type {t!r} cannot be given on the command line")
+
+
+def _count(t: str, words: Iterator[str]) -> int:
+    count = _next_word(words, f"the element count of {t}")
+    if not count.isdigit():
+        raise click.BadParameter(f"{t} needs an element count first, not {count!r}")
+    return int(count)
 
 
 def _split_member(text: str) -> tuple[str | None, str]:

@@ -52,16 +52,18 @@ class Daemon:
         return self.proc.pid
 
 
-def start_daemon(tmp: Path) -> Daemon:
+def start_daemon(tmp: Path, *, default_address: bool = False) -> Daemon:
+    """The daemon on TMP/sock, or on its default RUNTIME_DIR/bus."""
     runtime_dir = tmp / "rt"
+    address = f"unix:path={runtime_dir}/bus" if default_address else f"unix:path={tmp}/sock"
+    flags = [] if default_address else ["--address", address]
     proc = subprocess.Popen(
-        [PYTHON, "-m", "bootbus", "--address", f"unix:path={tmp}/sock",
-         "--runtime-dir", str(runtime_dir), "--print-address"],
+        [PYTHON, "-m", "bootbus", *flags, "--runtime-dir", str(runtime_dir), "--print-address"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
-    assert line.startswith("unix:path="), f"daemon printed {line!r}"
-    return Daemon(proc, f"unix:path={tmp}/sock", runtime_dir)
+    assert line.startswith(address + ","), f"daemon printed {line!r}"
+    return Daemon(proc, address, runtime_dir)
 
 
 def stop_daemon(daemon: Daemon) -> None:
@@ -428,6 +430,7 @@ def check_offline(dead: Daemon, owner: str, queued: str) -> None:
     assert conns[owner]["names"] == ["org.example.Survivor"]
     assert conns[owner]["pid"] == os.getpid() and conns[owner]["uid"] == os.geteuid()
     assert conns[owner]["match_count"] == 1 and conns[queued]["match_count"] == 0
+    assert conns[queued]["names"] == []  # it only waits for the name, as live mode shows
     table = ok(ctl(*files, "connections"))
     assert "OFFLINE" in table.stderr and owner in table.stdout
     matches = {r["unique_name"]: r for r in json_of(ctl(*files, "matches", "--json"))["matches"]}
@@ -446,6 +449,49 @@ def check_offline(dead: Daemon, owner: str, queued: str) -> None:
     # --address alone means live only: a dead bus is an error, not stale data.
     only_live = ctl("--address", dead.address, "status")
     assert only_live.exit_code == EXIT_BUS and "cannot connect" in only_live.stderr
+
+
+def test_neither_flag_tries_live_then_the_files(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No flags: the bus at RUNTIME_DIR/bus, and after kill -9 that directory's files."""
+    monkeypatch.delenv("BOOTBUS_ADDRESS", raising=False)
+    auto = start_daemon(tmp_path, default_address=True)
+    monkeypatch.setattr("bootbus.ctl.default_runtime_dir", lambda: str(auto.runtime_dir))
+    try:
+        with Client(auto.address) as peer:
+            assert request_name(peer, "org.example.Auto") == 1
+            status = ok(ctl("status"))
+            assert status.stderr == f"bootbus (live, {auto.address})\n"
+            wait_for_summary(auto.runtime_dir, {peer.unique_name})
+            os.kill(auto.pid, signal.SIGKILL)
+            auto.proc.wait(5)
+            names = json_of(ctl("names", "--json"))
+            assert names["mode"] == "offline" and "Connection refused" in names["live_error"]
+            assert [n["owner"] for n in names["names"] if n["name"] == "org.example.Auto"] == [
+                peer.unique_name]
+            assert ok(ctl("status")).stderr.startswith(
+                f"bootbus (OFFLINE: daemon pid {auto.pid} is not running")
+    finally:
+        stop_daemon(auto)
+
+
+def test_clients_log_through_the_bus_with_call(daemon: Daemon) -> None:
+    """An early tool logs with `call` (org.bootbus.Log1); `log` finds it by priority."""
+    ok(live(daemon, "call", "org.bootbus", "/org/bootbus", "org.bootbus.Log1.Log", "ysa{ss}",
+            "2", "ctl test: the disk is on fire", "1", "DISK", "sda"))
+    records = [json.loads(line) for line in ok(ctl(
+        "--runtime-dir", str(daemon.runtime_dir), "log", "--json", "--priority", "crit",
+    )).stdout.splitlines()]
+    ours = [r for r in records if r["message"] == "ctl test: the disk is on fire"]
+    assert len(ours) == 1 and ours[0]["priority"] == 2 and ours[0]["fields"]["DISK"] == "sda"
+    assert all(r["priority"] <= 2 for r in records)
+    # crit is an error, so status shows it, from the step log in the runtime directory
+    # (the socket is not in it here, so it is named: both flags, live first).
+    status = json_of(live(daemon, "--runtime-dir", str(daemon.runtime_dir), "status", "--json"))
+    assert status["mode"] == "live" and status["step_log"] == str(daemon.runtime_dir)
+    assert "ctl test: the disk is on fire" in [e["message"] for e in status["last_errors"]]
+    table = ok(live(daemon, "--runtime-dir", str(daemon.runtime_dir), "status")).stdout
+    assert "[root] crit: ctl test: the disk is on fire" in table
 
 
 # -- exit codes -------------------------------------------------------------------------------------
