@@ -263,7 +263,11 @@ def open_source(target: Target) -> Source:
         return _offline(target.files_dir, None)
     try:
         live = connect(target)
-        live.call(SERVICE, PATH, PEER_IFACE, "Ping")  # a wedged supervisor falls back too
+        try:
+            live.call(SERVICE, PATH, PEER_IFACE, "Ping")  # a wedged supervisor falls back too
+        except BusFailure:
+            live.close()
+            raise
         return live
     except BusFailure as exc:
         if target.address and not target.runtime_dir:
@@ -682,7 +686,8 @@ the daemon dead or wedged; with both or neither the live bus is tried first
 (at RUNTIME_DIR/bus) and the files are read if it does not answer. Tables
 name the mode used on stderr; JSON output has a "mode" key. `log` always
 reads the files. The runtime directory defaults to the directory of a
-unix:path= address holding bootbus files, else /run/bootbus as root.
+unix:path= address holding bootbus files, else /run/bootbus as root
+($XDG_RUNTIME_DIR/bootbus otherwise).
 
 \b
 Exit status:
@@ -933,9 +938,7 @@ class MonitorClient(Client):
     """A client that also receives fds (monitored messages may carry them) and closes them."""
 
     def _read(self, deadline: float | None) -> None:
-        if deadline is None:
-            self.sock.settimeout(None)
-        else:
+        if deadline is not None:  # None keeps the socket's timeout (Client's, or receive()'s)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("no message in time")
@@ -976,6 +979,8 @@ class MonitorClient(Client):
 
     def receive(self, deadline: float | None) -> m.Message | None:
         """The next message, or None once `deadline` (monotonic) has passed."""
+        if deadline is None:
+            self.sock.settimeout(None)  # a quiet bus is no error: wait as long as it takes
         while not self.queue:
             try:
                 self._read(deadline)
@@ -1268,9 +1273,11 @@ def _check_path(path: str) -> str:
 @click.pass_context
 def call(ctx: click.Context, destination: str, path: str, method: str, signature: str,
          args: tuple[str, ...], as_json: bool) -> None:
-    """Call a method and print its reply, e.g.
+    """Call a method and print its reply (one line per value: type, then JSON).
 
-    bootbusctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus.GetNameOwner s org.bootbus
+    \b
+    bootbusctl call org.freedesktop.DBus /org/freedesktop/DBus \\
+        org.freedesktop.DBus.GetNameOwner s org.bootbus
     """
     interface, member = _split_member(method)
     values = parse_args(signature, list(args))
@@ -1305,7 +1312,11 @@ def call(ctx: click.Context, destination: str, path: str, method: str, signature
 @click.pass_context
 def emit(ctx: click.Context, destination: str | None, path: str, signal: str, signature: str,
          args: tuple[str, ...]) -> None:
-    """Emit a signal, e.g. bootbusctl emit /org/example org.example.I.Changed s hello"""
+    """Emit a signal (routed once this returns).
+
+    \b
+    bootbusctl emit /org/example org.example.I.Changed s hello
+    """
     interface, member = _split_member(signal)
     if interface is None:
         raise click.BadParameter("a signal needs an interface: IFACE.SIGNAL")

@@ -341,7 +341,7 @@ def test_monitor_duration_ends_quietly(daemon: Daemon) -> None:
     assert proc.returncode == 0 and stdout == "", stderr
 
 
-# -- log --------------------------------------------------------------------------------------------
+# -- log ----------------------------------------------------------------------------------
 
 
 def test_log_live_daemon_records_connections(daemon: Daemon, peers: Peers) -> None:
@@ -494,7 +494,7 @@ def test_clients_log_through_the_bus_with_call(daemon: Daemon) -> None:
     assert "[root] crit: ctl test: the disk is on fire" in table
 
 
-# -- exit codes -------------------------------------------------------------------------------------
+# -- exit codes ---------------------------------------------------------------------------------
 
 
 def test_no_daemon_no_files_is_exit_3(tmp_path: Path) -> None:
