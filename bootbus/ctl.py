@@ -133,6 +133,20 @@ def _dir_of_address(address: str) -> str | None:
     return None
 
 
+class CtlClient(Client):
+    """bootbus.client.Client that closes its socket when connecting fails half-way
+    (a wedged bus accepts the connection, then never answers the SASL exchange)."""
+
+    def __init__(self, address: str, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        try:
+            super().__init__(address, timeout)
+        except BaseException:
+            sock = getattr(self, "sock", None)
+            if sock is not None:
+                sock.close()
+            raise
+
+
 class Live:
     """Answers from the running bus; remembers which optional methods it has."""
 
@@ -245,7 +259,7 @@ def connect(target: Target) -> Live:
     """Live mode or a BusFailure (exit 1)."""
     address = target.live_address
     try:
-        client = Client(address, timeout=target.timeout)
+        client = CtlClient(address, timeout=target.timeout)
     except (OSError, ConnectionError, AddressError, CallError) as exc:
         raise BusFailure(f"cannot connect to {address}: {_reason(exc)}") from None
     return Live(client, address, target.timeout, target.files_dir, bool(target.runtime_dir))
@@ -934,7 +948,7 @@ def _follow(files_dir: str, flt: RecordFilter, lines: int | None,
 # -- monitor ------------------------------------------------------------------------------------
 
 
-class MonitorClient(Client):
+class MonitorClient(CtlClient):
     """A client that also receives fds (monitored messages may carry them) and closes them."""
 
     def _read(self, deadline: float | None) -> None:

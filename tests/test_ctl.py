@@ -401,6 +401,8 @@ def test_offline_after_kill_9(tmp_path: Path) -> None:
             assert request_name(queued, "org.example.Survivor") == 2
             owner.add_match(MATCH_RULE)
             wait_for_summary(dead.runtime_dir, {owner.unique_name, queued.unique_name})
+            os.kill(dead.pid, signal.SIGSTOP)  # wedged first: alive, but never answers
+            check_wedged(dead, owner.unique_name)
             os.kill(dead.pid, signal.SIGKILL)
             dead.proc.wait(5)
             check_offline(dead, owner.unique_name, queued.unique_name)
@@ -409,6 +411,20 @@ def test_offline_after_kill_9(tmp_path: Path) -> None:
             queued.close()
     finally:
         stop_daemon(dead)
+
+
+def check_wedged(wedged: Daemon, owner: str) -> None:
+    started = time.monotonic()
+    data = json_of(ctl("--address", wedged.address, "--runtime-dir", str(wedged.runtime_dir),
+                       "--timeout", "0.5", "connections", "--json"))
+    assert time.monotonic() - started < 5
+    assert data["mode"] == "offline" and data["daemon_running"] is True
+    assert "wedged" in data["live_error"]
+    assert owner in {c["unique_name"] for c in data["connections"]}
+    table = ok(ctl("--address", wedged.address, "--runtime-dir", str(wedged.runtime_dir),
+                   "--timeout", "0.5", "status"))
+    assert table.stderr.startswith(f"bootbus (offline, from the files in {wedged.runtime_dir}: "
+                                   f"process {wedged.pid} is running; state as of ")
 
 
 def check_offline(dead: Daemon, owner: str, queued: str) -> None:
