@@ -15,6 +15,7 @@ import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import bootbus
 
@@ -22,6 +23,10 @@ from ..state.snapshot import VERSION, Restored, SnapshotError
 
 LISTENERS_ENV = "BOOTBUS_LISTENERS"  # [[fd, address, path], ...]: kept even if a restore fails
 INSTALL_DIRS = ("/usr/lib/bootbus",)  # where the dracut module installs the package
+# The restored image starts with -c rather than -m bootbus: runpy and
+# importlib.util cost ~3.5 ms of the re-exec pause and do nothing for us.
+DAEMON_MAIN = "import sys; from bootbus.daemon import main; sys.exit(main())"
+PREFLIGHT_EXEC_FAILED = 127  # the preflight child's exit status when exec itself failed
 
 
 def interpreter() -> str:
@@ -68,7 +73,7 @@ def plan(restore_fd: int, daemon_args: Sequence[str], listeners: list[tuple[int,
             env["PYTHONPATH"] = ":".join(paths)
         else:
             env.pop("PYTHONPATH", None)
-    argv = [argv0(), "-m", "bootbus", *daemon_args, "--restore-fd", str(restore_fd)]
+    argv = [argv0(), "-c", DAEMON_MAIN, *daemon_args, "--restore-fd", str(restore_fd)]
     return ExecPlan(python, argv, env, root_fd)
 
 
@@ -89,6 +94,69 @@ def preflight_argv(target: ExecPlan) -> list[str]:
     """Run the target interpreter on the target code: does it import and read our format?"""
     version = f"{VERSION[0]}.{VERSION[1]}"
     return [target.interpreter, "-m", "bootbus", "--preflight", version]
+
+
+@dataclass
+class Preflight:
+    pid: int
+    output_fd: int  # non-blocking read end of the child's stdout and stderr
+
+
+def start_preflight(target: ExecPlan) -> Preflight:
+    """Run the preflight in the target's root, as the exec will run; raises OSError.
+
+    fork and exec by hand rather than with subprocess: the module costs ~2 ms
+    of every restore, and an image left in a deleted initramfs must not need
+    a lazy import to leave it. stdin is an empty pipe, so the new root needs
+    no /dev/null.
+    """
+    argv = preflight_argv(target)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+    os.close(in_w)
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (out_r, out_w, in_r):
+            os.close(fd)
+        raise
+    if pid == 0:
+        _preflight_child(target, argv, in_r, out_w)
+    os.close(in_r)
+    os.close(out_w)
+    os.set_blocking(out_r, False)
+    return Preflight(pid, out_r)
+
+
+def _preflight_child(target: ExecPlan, argv: list[str], stdin: int, out: int) -> NoReturn:
+    try:
+        if target.root_fd is not None:
+            os.fchdir(target.root_fd)
+            os.chroot(".")
+            os.chdir("/")
+        os.dup2(stdin, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        os.execve(target.interpreter, argv, target.env)
+    except BaseException as exc:  # noqa: BLE001 - the parent reads this and the status
+        try:
+            os.write(2, f"cannot run {target.interpreter}: {exc}\n".encode())
+        finally:
+            os._exit(PREFLIGHT_EXEC_FAILED)
+    os._exit(PREFLIGHT_EXEC_FAILED)  # not reached: execve returned without raising
+
+
+def end_preflight(preflight: Preflight, kill: bool = False) -> int:
+    """Reap the preflight (killing it first if asked); return its exit status."""
+    os.close(preflight.output_fd)
+    if kill:
+        try:
+            os.kill(preflight.pid, 9)
+        except ProcessLookupError:
+            pass
+    _pid, status = os.waitpid(preflight.pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def write_memfd(data: bytes) -> int:

@@ -9,9 +9,7 @@ loop iteration (every read message already routed) snapshot and exec. The
 caller of Reexec/Pivot is answered by the new image once it serves.
 """
 
-import functools
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,7 +72,7 @@ class Supervisor:
     prepared_path: str = ""
     exec_target: reexec.ExecPlan | None = None
     exec_phase: str = ""
-    preflight: subprocess.Popen[bytes] | None = None
+    preflight: reexec.Preflight | None = None
     preflight_output: bytes = b""
     pivot_path: str = ""
     ready: bool = False  # preflight passed: exec at the end of this loop iteration
@@ -218,25 +216,18 @@ class Supervisor:
         self.log(6, f"re-exec requested (phase {phase}{', root ' + newroot if newroot else ''}),"
                  " running preflight", TARGET=target.interpreter)
         self.exec_target = target
-        argv = reexec.preflight_argv(target)
-        pre_fn = None if root_fd is None else functools.partial(_enter_root, root_fd)
         try:
-            self.preflight = subprocess.Popen(argv, env=target.env, stdin=subprocess.DEVNULL,
-                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                              preexec_fn=pre_fn, pass_fds=())
+            self.preflight = reexec.start_preflight(target)
         except OSError as exc:
             self._fail(f"preflight could not start {target.interpreter}: {exc}")
             return
-        assert self.preflight.stdout is not None
         self._preflight_deadline = time.monotonic() + PREFLIGHT_TIMEOUT
-        os.set_blocking(self.preflight.stdout.fileno(), False)
-        self.server.add_fd(self.preflight.stdout.fileno(), self._preflight_output)
+        self.server.add_fd(self.preflight.output_fd, self._preflight_output)
 
     def _preflight_output(self, _events: int) -> None:
-        proc = self.preflight
-        assert proc is not None and proc.stdout is not None
+        assert self.preflight is not None
         try:
-            chunk = os.read(proc.stdout.fileno(), 65536)
+            chunk = os.read(self.preflight.output_fd, 65536)
         except BlockingIOError:
             return
         if chunk:
@@ -250,21 +241,18 @@ class Supervisor:
         self.log(6, "preflight passed", OUTPUT=output[-200:])
         self.ready = True
 
-    def _end_preflight(self) -> tuple[int, str]:
-        proc = self.preflight
-        assert proc is not None and proc.stdout is not None
-        self.server.remove_fd(proc.stdout.fileno())
-        proc.stdout.close()
-        code = proc.wait()
+    def _end_preflight(self, kill: bool = False) -> tuple[int, str]:
+        preflight = self.preflight
+        assert preflight is not None
+        self.server.remove_fd(preflight.output_fd)
+        code = reexec.end_preflight(preflight, kill)
         self.preflight = None
         output = self.preflight_output.decode(errors="replace").strip()
         self.preflight_output = b""
         return code, output
 
     def _preflight_overdue(self) -> None:
-        assert self.preflight is not None
-        self.preflight.kill()
-        _code, output = self._end_preflight()
+        _code, output = self._end_preflight(kill=True)
         self._fail(f"preflight did not finish in {PREFLIGHT_TIMEOUT:.0f} s: {output[-500:]}")
 
     def _fail(self, reason: str) -> None:
@@ -372,13 +360,6 @@ class Supervisor:
 
 class SupervisorError(Exception):
     pass
-
-
-def _enter_root(fd: int) -> None:
-    """In the preflight's child: run it in the new root, as the exec will."""
-    os.fchdir(fd)
-    os.chroot(".")
-    os.chdir("/")
 
 
 def _open_root(path: str) -> int:

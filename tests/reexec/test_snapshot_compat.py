@@ -27,7 +27,7 @@ from bootbus.client import Client
 from bootbus.state import snapshot
 
 from . import harness
-from .restore import FIXTURE, SNAPSHOTS, Restoring, Wire, records, sign
+from .restore import FIXTURE, SNAPSHOTS, Restoring, records, sign
 
 V10 = SNAPSHOTS / "v1.0-bus.jsonl"
 V11 = SNAPSHOTS / "v1.1-bus.jsonl"
