@@ -64,9 +64,13 @@ class Client:
         self.serial = 0
         self.queue: list[m.Message] = []
         self.unique_name = ""
-        self._authenticate()
-        if hello:
-            (self.unique_name,) = self.call(BUS, BUS_PATH, BUS, "Hello")
+        try:
+            self._authenticate()
+            if hello:
+                (self.unique_name,) = self.call(BUS, BUS_PATH, BUS, "Hello")
+        except BaseException:
+            self.sock.close()
+            raise
 
     def _authenticate(self) -> None:
         uid = str(os.geteuid()).encode().hex()

@@ -150,7 +150,7 @@ class Telemetry:
             conns.append(ConnectionSummary(
                 unique_name=peer.unique_name or f"(peer {peer.id}, {peer.state.name.lower()})",
                 pid=peer.pid, comm=peer.comm, uid=peer.uid,
-                names=sorted(bus.registry.names_of(peer.id)), match_count=len(peer.matches),
+                names=sorted(bus.registry.primary_names_of(peer.id)), match_count=len(peer.matches),
                 queued_bytes=peer.out_bytes, queued_messages=len(peer.outq)))
         names = []
         for name, queue in bus.registry.queues.items():
