@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from bootbus.bus import driver
 from bootbus.bus import names as nm
 from bootbus.bus.match import MAX_RULE_LENGTH
+from bootbus.bus.peer import Peer
 from bootbus.wire import message as m
 
 from .fakebus import BUS, BUS_PATH, MACHINE_ID, Client, connect, new_bus, summary
@@ -303,3 +305,111 @@ def test_reload_config_failure_is_reported() -> None:
     bus = new_bus()
     bus.reload_config = lambda: "bad file: line 3"
     assert fails(connect(bus), "ReloadConfig") == (E + "Failed", "bad file: line 3")
+
+
+# -- limits, hooks and the less common answers ---------------------------------------
+
+def test_names_per_peer_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(driver, "MAX_NAMES_PER_PEER", 2)
+    a = connect(new_bus())
+    assert ok(a, "RequestName", "su", ("com.example.A", 0)) == [nm.PRIMARY_OWNER]
+    assert ok(a, "RequestName", "su", ("com.example.B", 0)) == [nm.PRIMARY_OWNER]
+    assert fails(a, "RequestName", "su", ("com.example.C", 0))[0] == E + "LimitsExceeded"
+    assert ok(a, "RequestName", "su", ("com.example.A", 0)) == [nm.ALREADY_OWNER]
+
+
+def test_match_rules_per_peer_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(driver, "MAX_MATCH_RULES_PER_PEER", 2)
+    a = connect(new_bus())
+    ok(a, "AddMatch", "s", ("type='signal'",))
+    ok(a, "AddMatch", "s", ("type='error'",))
+    assert fails(a, "AddMatch", "s", ("type='method_call'",))[0] == E + "LimitsExceeded"
+
+
+def test_the_policy_decides_who_may_own_a_name() -> None:
+    bus = new_bus()
+    asked: list[tuple[int, str]] = []
+
+    def can_own(peer: Peer, name: str) -> bool:
+        asked.append((peer.uid, name))
+        return name != "com.example.Root" or peer.uid == 0
+
+    bus.policy_can_own = can_own
+    user, root = connect(bus, uid=1000), connect(bus, uid=0)
+    assert fails(user, "RequestName", "su", ("com.example.Root", 0))[0] == E + "AccessDenied"
+    assert ok(root, "RequestName", "su", ("com.example.Root", 0)) == [nm.PRIMARY_OWNER]
+    assert fails(user, "RequestName", "su", (":1.9", 0))[0] == E + "InvalidArgs"
+    assert asked == [(1000, "com.example.Root"), (0, "com.example.Root")]
+
+
+class FakeActivator:
+    """The activation hooks the driver calls (the supervisor provides the real ones)."""
+
+    systemd = True
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.environment: dict[str, str] = {}
+
+    def can_activate(self, name: str) -> bool:
+        return name == "com.example.Activatable"
+
+    def start(self, bus: Any, peer: Peer, msg: m.Message, name: str) -> None:
+        self.started.append(name)
+        bus.reply(peer, msg, "u", (1,))
+
+    def update_environment(self, env: dict[str, str]) -> None:
+        self.environment.update(env)
+
+    def names(self) -> list[str]:
+        return ["com.example.Activatable"]
+
+
+def test_activation_hooks() -> None:
+    bus = new_bus()
+    bus.activator = activator = FakeActivator()
+    root = connect(bus, uid=0)
+    assert ok(root, "ListActivatableNames") == [[BUS, "com.example.Activatable"]]
+    assert ok(root, "StartServiceByName", "su", ("com.example.Activatable", 0)) == [1]
+    assert activator.started == ["com.example.Activatable"]
+    assert fails(root, "StartServiceByName", "su", ("com.example.Other", 0))[0] == (
+        E + "ServiceUnknown")
+    assert ok(root, "UpdateActivationEnvironment", "a{ss}", ({"LANG": "C"},)) == []
+    assert activator.environment == {"LANG": "C"}
+    assert ok(root, "Get", "ss", (BUS, "Features"), interface=PROPS) == [
+        ("as", ["SystemdActivation"])]
+
+
+def test_a_peer_without_a_pid() -> None:
+    bus = new_bus()
+    a, nopid = connect(bus), connect(bus, pid=0)
+    assert fails(a, "GetConnectionUnixProcessID", "s", (nopid.unique_name,))[0] == (
+        E + "UnixProcessIdUnknown")
+    assert "ProcessID" not in ok(a, "GetConnectionCredentials", "s", (nopid.unique_name,))[0]
+
+
+def test_get_machine_id_without_one_fails() -> None:
+    bus = new_bus()
+    bus.machine_id = ""
+    assert fails(connect(bus), "GetMachineId", interface=PEER)[0] == E + "Failed"
+
+
+def test_setting_an_unknown_property() -> None:
+    a = connect(new_bus())
+    assert fails(a, "Set", "ssv", (BUS, "Nope", ("s", "x")), interface=PROPS)[0] == (
+        E + "UnknownProperty")
+    assert fails(a, "GetAll", "s", ("com.example.No",), interface=PROPS)[0] == (
+        E + "UnknownInterface")
+
+
+def test_an_undecodable_body_is_invalid_args() -> None:
+    # the framer refuses invalid bodies; the driver still answers rather than fail
+    # if one reaches it another way
+    bus = new_bus()
+    a = connect(bus)
+    raw = bytearray(m.build(m.METHOD_CALL, 99, path=BUS_PATH, interface=BUS,
+                            member="RequestName", destination=BUS, signature="su",
+                            args=("com.example.A", 0)))
+    raw[-7] = 0x78  # the NUL after "com.example.A" (then 2 bytes of padding, the UINT32)
+    bus.dispatch(a.peer, m.parse(bytes(raw)))
+    assert a.reply_to(99).error_name == E + "InvalidArgs"

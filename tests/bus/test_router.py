@@ -2,6 +2,7 @@
 
 import pytest
 
+from bootbus.bus import router
 from bootbus.bus.peer import PeerState
 from bootbus.bus.router import PeerError
 from bootbus.wire import message as m
@@ -451,3 +452,108 @@ def test_output_queue_frames_record_their_size() -> None:
     (frame,) = b.peer.outq
     assert frame.size == sum(len(buf) for buf in frame.bufs) == b.peer.out_bytes
     assert b.peer in bus.dirty
+
+
+# -- the rest of the routing table ----------------------------------------------------
+
+def test_replies_without_destination_reach_only_monitors() -> None:
+    bus = new_bus()
+    a, fan, mon = connect(bus), connect(bus), connect(bus, uid=0)
+    fan.add_match("")
+    become_monitor(mon, [])
+    fan.received()
+    a.send(m.METHOD_RETURN, reply_serial=3)
+    a.send(m.ERROR, reply_serial=3, error_name="com.example.E")
+    assert fan.received() == []
+    assert [m.TYPE_NAMES[x.type] for x in mon.received()] == ["method_return", "error"]
+
+
+def test_calls_to_a_service_the_bus_answers_go_to_its_handler() -> None:
+    bus = new_bus()
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(bus_: object, peer: object, msg: m.Message) -> None:
+        seen.append((msg.member or "", msg.sender))
+        bus.reply(peer, msg, "s", ("handled",), sender="com.example.Internal")  # type: ignore
+
+    bus.services["com.example.Internal"] = handler
+    a = connect(bus)
+    serial = a.call("com.example.Internal", "Do")
+    answer = a.reply_to(serial)
+    assert (answer.sender, answer.args()) == ("com.example.Internal", ["handled"])
+    assert seen == [("Do", None)]  # the handler gets the message as it came in
+
+
+def test_a_peer_that_does_not_read_gets_no_more_calls() -> None:
+    bus = new_bus()
+    a, slow = connect(bus), connect(bus)
+    slow.peer.out_bytes = router.MAX_OUTGOING_BYTES_PER_PEER + 1  # as if its queue were full
+    serial = a.call(slow.unique_name, "Frob")
+    assert a.reply_to(serial).error_name == "org.freedesktop.DBus.Error.LimitsExceeded"
+    assert slow.peer.outq == [] and slow.peer not in bus.doomed
+
+
+def test_a_peer_that_does_not_read_is_doomed_by_signals_it_asked_for() -> None:
+    bus = new_bus()
+    a, slow = connect(bus), connect(bus)
+    slow.add_match("type='signal'")
+    slow.peer.out_bytes = router.MAX_OUTGOING_BYTES_PER_PEER
+    a.signal()
+    assert slow.peer in bus.doomed
+    assert a.peer not in bus.doomed
+
+
+def test_pending_replies_are_bounded_per_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(router, "MAX_PENDING_REPLIES_PER_PEER", 3)
+    bus = new_bus()
+    a, b = connect(bus), connect(bus)
+    for _ in range(3):
+        a.call(b.unique_name, "Frob")
+    serial = a.call(b.unique_name, "Frob")
+    assert a.reply_to(serial).error_name == "org.freedesktop.DBus.Error.LimitsExceeded"
+    assert len(b.received()) == 3 and a.peer.pending_calls == 3
+    a.call(b.unique_name, "Frob", flags=m.FLAG_NO_REPLY_EXPECTED)  # needs no slot
+    assert len(b.received()) == 1
+
+
+def test_a_monitor_that_disconnects_is_forgotten() -> None:
+    bus = new_bus()
+    a, mon = connect(bus), connect(bus, uid=0)
+    become_monitor(mon, [])
+    a.signal()
+    unsent = bus.remove_peer(mon.peer)
+    assert [m.parse(b"".join(bytes(x) for x in f.bufs)).member for f in unsent] == ["Changed"]
+    assert mon.peer not in bus.monitors and mon.peer.id not in bus.peers
+    a.signal()
+    assert mon.peer.outq == []
+
+
+def test_derived_indexes_rebuild_to_the_same_routing() -> None:
+    # a snapshot stores peers, names, matches and pending calls; the indexes are
+    # rebuilt after restore and must route exactly as before
+    bus = new_bus()
+    a, b, c, mon = connect(bus), connect(bus), connect(bus), connect(bus, uid=0)
+    b.add_match("type='signal',interface='com.example.I'")
+    c.add_match("eavesdrop='true'")
+    a.ask_bus("RequestName", "su", ("com.example.A", 0))
+    a.call(b.unique_name, "Pending")
+    become_monitor(mon, [])
+    before = (dict(bus.by_unique), {k: list(v) for k, v in bus.rules_by_interface.items()},
+              list(bus.eavesdroppers), list(bus.monitors),
+              {p.id: p.pending_calls for p in bus.peers.values()},
+              {p: set(n) for p, n in bus.registry.by_peer.items()})
+    bus.by_unique, bus.rules_by_interface, bus.eavesdroppers, bus.monitors = {}, {}, [], []
+    for peer in bus.peers.values():
+        peer.pending_calls = 0
+    bus.registry.by_peer = {}
+    bus.rebuild_indexes()
+    after = (dict(bus.by_unique), {k: list(v) for k, v in bus.rules_by_interface.items()},
+             list(bus.eavesdroppers), list(bus.monitors),
+             {p.id: p.pending_calls for p in bus.peers.values()},
+             {p: set(n) for p, n in bus.registry.by_peer.items() if n})
+    assert after == (before[0], before[1], before[2], before[3], before[4],
+                     {p: n for p, n in before[5].items() if n})
+    for client in (a, b, c, mon):
+        client.received()
+    a.signal()
+    assert [len(x.received()) for x in (b, c, mon)] == [1, 1, 1]

@@ -13,6 +13,7 @@ from .frames import (
     BIG_ENDIAN_NAME_ACQUIRED, LIBDBUS_HELLO, UNIX_FDS, call_fields, frame, join_fields, sig_field,
     u32_field,
 )
+from .hexbytes import hx
 
 
 def _with_fds(count: int, serial: int = 5) -> bytes:
@@ -160,3 +161,27 @@ def test_feed_accepts_bytearray_and_memoryview() -> None:
     for data in (bytearray(STREAM), memoryview(STREAM)):
         framer = Framer()
         assert _summary(framer.feed(data, [10, 11])) == EXPECTED  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("sig", "body"), [
+    ("s", "03000000 666f6f 78"),        # string without its NUL
+    ("u", "0100"),                      # truncated UINT32
+    ("b", "02000000"),                  # boolean 2
+    ("y", "01 00"),                     # trailing bytes after the last value
+    ("o", "02000000 2f2f 00"),          # invalid object path
+    ("s", "02000000 c328 00"),          # invalid UTF-8
+], ids=["no NUL", "truncated", "boolean 2", "trailing bytes", "bad path", "bad UTF-8"])
+def test_a_message_with_an_invalid_body_is_a_protocol_error(sig: str, body: str) -> None:
+    # libdbus drops its own connection when handed an invalid message, so the bus
+    # validates every body and hangs up on the sender, as dbus-daemon does
+    bad = frame(join_fields(call_fields(), sig_field(sig)), hx(body), serial=9)
+    framer = Framer()
+    msgs = framer.feed(LIBDBUS_HELLO + bad + LIBDBUS_HELLO)
+    assert _summary(msgs) == [(m.METHOD_CALL, 1, "Hello", [])]
+    assert isinstance(framer.error, FramingError)
+
+
+def test_valid_bodies_are_parsed_once_and_kept() -> None:
+    good = frame(join_fields(call_fields(), sig_field("sb")), hx("01000000 78 00 0000 01000000"))
+    (msg,) = Framer().feed(good)
+    assert msg.args() == ["x", True]

@@ -157,3 +157,16 @@ BUS_NAMES = {
 def test_bus_names(name: str, ok: bool) -> None:
     assert names.is_bus_name(name) is ok
     assert names.is_unique_name(name) is (ok and name.startswith(":"))
+
+
+@pytest.mark.parametrize(("check", "good", "bad"), [
+    (names.check_object_path, "/a/b", "/a/"),
+    (names.check_interface_name, "a.b", "a"),
+    (names.check_error_name, "a.Error", "a..Error"),
+    (names.check_member_name, "Frob", "Fr.ob"),
+    (names.check_bus_name, ":1.5", ":1"),
+])
+def test_checks_return_the_name_or_raise(check, good: str, bad: str) -> None:  # type: ignore[no-untyped-def]
+    assert check(good) == good
+    with pytest.raises(NameError_):
+        check(bad)
