@@ -15,7 +15,7 @@ distribution's files were written against):
   * within a connection's list the last matching rule wins; nothing matching
     means deny, for sending, receiving and owning alike;
   * a connection's list is: default rules, then the rules of each of its groups
-    (in the order of its group list), then its uid's rules, then at_console
+    (in ascending gid order), then its uid's rules, then at_console
     (true or false, only for connections with a uid), then mandatory; user= and
     group= rules (connect rules) are not part of it;
   * the list is then "optimized" as dbus-daemon does: a send rule that names no
@@ -115,9 +115,12 @@ class Credentials:
     """Who is on the other end of a connection.
 
     ``uid`` is None only for ANONYMOUS connections. ``gids`` are the groups
-    dbus-daemon would use: SO_PEERGROUPS (with the primary gid first when the
-    kernel gives none), in that order. ``at_console`` is logind's answer to
-    "does this uid have a seat" (sd_uid_get_seats() > 0).
+    dbus-daemon 1.14 uses for <policy group=...>: the effective gid from
+    SO_PEERCRED plus the supplementary groups from SO_PEERGROUPS; their order
+    does not matter, group policies apply in ascending gid order (measured
+    against dbus-daemon 1.14.10). For :meth:`Policy.can_connect` pass the
+    user database's groups instead (getgrouplist). ``at_console`` is logind's
+    answer to "does this uid have a seat" (sd_uid_get_seats() > 0).
     """
 
     uid: int | None
@@ -487,13 +490,16 @@ class Policy:
     at_console: tuple[Rule, ...] = ()
     not_at_console: tuple[Rule, ...] = ()
 
-    def can_connect(self, creds: Credentials, *, bus_uid: int) -> bool:
+    def can_connect(self, creds: Credentials, *, bus_uid: int,
+                    in_user_database: bool = True) -> bool:
         """bus_policy_allow_unix_user(): checked once a connection has authenticated.
 
         dbus-daemon 1.14 takes the groups for this check from the user database
-        (getgrouplist), not from the socket; pass those in ``creds.gids``.
+        (getgrouplist), not from the socket; pass those in ``creds.gids``. A
+        uid the user database does not know is refused whatever the rules say
+        (dbus-daemon cannot get its groups); say so with ``in_user_database``.
         """
-        if creds.uid is None:
+        if creds.uid is None or not in_user_database:
             return False
         allowed = creds.uid == bus_uid
         for rules in (self.default, self.mandatory):
@@ -510,7 +516,7 @@ class Policy:
         """bus_policy_create_client_policy(): the ordered rule list of one connection."""
         rules: list[ClientRule] = _per_client(self.default)
         if self.groups:
-            for gid in creds.gids:
+            for gid in sorted(set(creds.gids)):
                 rules.extend(self.groups.get(gid, ()))
         if creds.uid is not None:
             rules.extend(self.users.get(creds.uid, ()))
