@@ -5,13 +5,17 @@ clients send, SASL conversations, match rules). Longer, coverage-guided runs of
 the same targets: tests/fuzz/README.md (atheris).
 """
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from . import targets
 
-CI = settings(max_examples=200, deadline=None, database=None,
+# BOOTBUS_FUZZ_EXAMPLES=100000 makes this a long run (see README.md here)
+EXAMPLES = int(os.environ.get("BOOTBUS_FUZZ_EXAMPLES", "200"))
+CI = settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow])
 INTERESTING = [0x00, 0x01, 0x02, 0x07, 0x08, 0x0f, 0x10, 0x1f, 0x20, 0x2f, 0x3a, 0x40, 0x61,
                0x6c, 0x42, 0x7f, 0x80, 0xfe, 0xff, ord("("), ord(")"), ord("{"), ord("}"),
