@@ -290,3 +290,22 @@ def test_names_that_cannot_be_owned(name: str, verb: str, text: str) -> None:
             reg.release(1, name)
     assert str(info.value) == text
     assert reg.queues == {}
+
+
+@pytest.mark.parametrize("queued_before", [False, True], ids=["new", "already-queued"])
+@pytest.mark.parametrize("requester", range(8))
+@pytest.mark.parametrize("primary", range(8))
+def test_every_flag_combination_against_the_reference(primary: int, requester: int,
+                                                      queued_before: bool) -> None:
+    # peer 1 owns the name with `primary` flags, peer 3 waits in the queue, and peer 2
+    # (new, or queued before peer 3) asks with `requester` flags
+    reg, ref = nm.NameRegistry(), ReferenceRegistry()
+    setup = [(1, primary)] + ([(2, 0)] if queued_before else []) + [(3, 0)]
+    for peer, flags in setup:
+        assert reg.request(peer, "a.b", flags)[0] == ref.acquire(peer, "a.b", flags)
+    ref.events = []
+    assert reg.request(2, "a.b", requester) == (ref.acquire(2, "a.b", requester), ref.events)
+    assert _queues(reg) == _ref_queues(ref)
+    ref.events = []
+    assert reg.release(1, "a.b") == (ref.release(1, "a.b"), ref.events)
+    assert _queues(reg) == _ref_queues(ref)

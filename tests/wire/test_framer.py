@@ -160,7 +160,7 @@ def test_the_framer_state_is_plain_data_that_can_resume() -> None:
 def test_feed_accepts_bytearray_and_memoryview() -> None:
     for data in (bytearray(STREAM), memoryview(STREAM)):
         framer = Framer()
-        assert _summary(framer.feed(data, [10, 11])) == EXPECTED  # type: ignore[arg-type]
+        assert _summary(framer.feed(data, [10, 11])) == EXPECTED
 
 
 @pytest.mark.parametrize(("sig", "body"), [

@@ -1,5 +1,7 @@
 """The grammar of signatures and names, from the specification's "Valid ..." sections."""
 
+from collections.abc import Callable
+
 import pytest
 
 from bootbus.wire import names
@@ -166,7 +168,8 @@ def test_bus_names(name: str, ok: bool) -> None:
     (names.check_member_name, "Frob", "Fr.ob"),
     (names.check_bus_name, ":1.5", ":1"),
 ])
-def test_checks_return_the_name_or_raise(check, good: str, bad: str) -> None:  # type: ignore[no-untyped-def]
+def test_checks_return_the_name_or_raise(check: Callable[[str], str], good: str,
+                                         bad: str) -> None:
     assert check(good) == good
     with pytest.raises(NameError_):
         check(bad)
