@@ -223,6 +223,8 @@ def run(config: Config) -> int:
     supervisor.on_before_exec.append(telemetry.before_exec)
     services = InterfaceRouter(bus.services[SERVICE])  # the supervisor answers the rest
     services.register(LOG_IFACE, telemetry.handle_log)
+    from .io import devices  # pyudev only once the bus serves
+    devices.install(bus, server, services.register, telemetry.step)
     bus.services[SERVICE] = services
     if state:
         exec_started = os.environ.pop("BOOTBUS_EXEC_STARTED", "")

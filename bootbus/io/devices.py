@@ -1,0 +1,261 @@
+"""Devices on the bus: org.bootbus.Devices1 at /org/bootbus/Devices1, fed by udev.
+
+Owns: one udev monitor socket (udevd's processed events when udevd runs, the
+kernel's own uevents otherwise) registered in the event loop, the signals
+DeviceAdded / DeviceChanged / DeviceRemoved broadcast from ``org.bootbus``,
+and the methods ListDevices, GetDevice and WaitForDevice. A waiter is answered
+at once from an enumeration if a matching device exists, later from the first
+monitor event that matches, or with org.bootbus.Error.Timeout at its deadline.
+
+Never: polls sysfs for a waiter (the monitor is opened before any enumeration,
+so an event between the two is queued, not lost), blocks on the monitor
+socket, or lets a malformed uevent or a vanished device take the bus down.
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+import os.path
+
+import pyudev  # type: ignore[import]
+
+from ..bus.peer import Peer, PeerState
+from ..bus.router import Bus
+from ..wire import message as m
+from .server import Server
+
+SERVICE = "org.bootbus"
+PATH = "/org/bootbus/Devices1"
+IFACE = "org.bootbus.Devices1"
+ERR_TIMEOUT = "org.bootbus.Error.Timeout"
+ERR_NO_DEVICE = "org.bootbus.Error.NoSuchDevice"
+ERR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
+ERR_UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
+ERR_LIMITS = "org.freedesktop.DBus.Error.LimitsExceeded"
+UDEV_CONTROL = "/run/udev/control"  # exists while udevd runs
+EVENTS_PER_WAKEUP = 256  # uevents read per readiness of the monitor socket
+MAX_WAITERS = 1024  # WaitForDevice calls pending on the whole bus
+MAX_WAITERS_PER_PEER = 64
+MAX_WAIT_MS = 3600 * 1000  # one hour: longer than any sane rd.timeout
+MAX_FILTER_KEYS = 32
+# action -> signal; every other action (change, move, bind, unbind, online, offline)
+# is a DeviceChanged
+SIGNAL_OF_ACTION = {"add": "DeviceAdded", "remove": "DeviceRemoved"}
+ACTIONS_THAT_SATISFY_WAITERS = frozenset({"add", "change", "move", "bind", "online"})
+DEVICE_SIG = "sssa{ss}"
+SIGNAL_SIG = "ssssa{ss}"
+
+Logger = Callable[..., None]
+Handler = Callable[[Bus, Peer, m.Message], None]
+DeviceRecord = tuple[str, str, str, dict[str, str]]  # subsystem, sysname, devpath, properties
+
+
+def properties_of(device: pyudev.Device) -> dict[str, str]:
+    """A device's properties, SUBSYSTEM always among them."""
+    props: dict[str, str] = {}
+    for key in device.properties:
+        try:
+            props[str(key)] = str(device.properties[key])
+        except (KeyError, UnicodeDecodeError):
+            continue
+    props.setdefault("SUBSYSTEM", device.subsystem or "")
+    return props
+
+
+def record_of(device: pyudev.Device) -> DeviceRecord:
+    return (device.subsystem or "", device.sys_name or "", device.device_path or "",
+            properties_of(device))
+
+
+def matches(wanted: Mapping[str, str], props: Mapping[str, str]) -> bool:
+    """Exact match of every wanted property; an empty filter matches every device."""
+    return all(props.get(key) == value for key, value in wanted.items())
+
+
+def check_filter(wanted: Mapping[str, str]) -> str:
+    """Why ``wanted`` is not a usable filter, or ''."""
+    if len(wanted) > MAX_FILTER_KEYS:
+        return f"more than {MAX_FILTER_KEYS} properties in the filter"
+    for key in wanted:
+        if not key or "=" in key:
+            return f"invalid property name {key!r}"
+    return ""
+
+
+def monitor_source(exists: Callable[[str], bool]) -> str:
+    return "udev" if exists(UDEV_CONTROL) else "kernel"
+
+
+@dataclass(eq=False)
+class Waiter:
+    peer: Peer
+    call: m.Message
+    wanted: dict[str, str]
+    deadline: float
+
+
+class Devices:
+    """The Devices1 interface; ``handle`` is registered on org.bootbus's router."""
+
+    def __init__(self, bus: Bus, server: Server, log: Logger,
+                 context: pyudev.Context | None = None,
+                 monitor: pyudev.Monitor | None = None,
+                 source: str | None = None) -> None:
+        self.bus = bus
+        self.server = server
+        self.log = log
+        self.context = context if context is not None else pyudev.Context()
+        self.source = source or monitor_source(os.path.exists)
+        if monitor is None:
+            monitor = pyudev.Monitor.from_netlink(self.context, source=self.source)
+        self.monitor = monitor
+        self.monitor.start()
+        self.waiters: list[Waiter] = []
+        server.add_fd(self.monitor.fileno(), self._readable)
+        server.timers.append((self._next_deadline, self._expire))
+        server.on_disconnect.append(self._disconnected)
+        self.handlers: dict[tuple[str, str], Callable[[Peer, m.Message], None]] = {
+            ("ListDevices", "a{ss}"): self._list_devices,
+            ("GetDevice", "s"): self._get_device,
+            ("WaitForDevice", "a{ss}u"): self._wait_for_device,
+        }
+        log(6, f"device monitor listening to {self.source} events", SOURCE=self.source)
+
+    def close(self) -> None:
+        self.server.remove_fd(self.monitor.fileno())
+
+    # -- methods --------------------------------------------------------------
+    def handle(self, bus: Bus, peer: Peer, msg: m.Message) -> None:
+        handler = self.handlers.get((msg.member or "", msg.signature))
+        if handler is None:
+            self._error(peer, msg, ERR_UNKNOWN_METHOD,
+                        f'No method "{msg.member}" with signature "{msg.signature}" on '
+                        f"{IFACE}")
+            return
+        handler(peer, msg)
+
+    def _error(self, peer: Peer, msg: m.Message, name: str, text: str) -> None:
+        self.bus.send_error(peer, msg, name, text, sender=SERVICE)
+
+    def _list_devices(self, peer: Peer, msg: m.Message) -> None:
+        (wanted,) = msg.args()
+        why = check_filter(wanted)
+        if why:
+            self._error(peer, msg, ERR_INVALID_ARGS, why)
+            return
+        self.bus.reply(peer, msg, "a(sssa{ss})", ([*self.enumerate(wanted)],), sender=SERVICE)
+
+    def _get_device(self, peer: Peer, msg: m.Message) -> None:
+        (path,) = msg.args()
+        try:
+            if path.startswith(self.context.sys_path + "/"):
+                device = pyudev.Devices.from_sys_path(self.context, path)
+            else:
+                device = pyudev.Devices.from_path(self.context, path)
+            props = properties_of(device)
+        except (pyudev.DeviceNotFoundError, OSError, ValueError) as exc:
+            self._error(peer, msg, ERR_NO_DEVICE, f"no device {path}: {exc}")
+            return
+        self.bus.reply(peer, msg, "a{ss}", (props,), sender=SERVICE)
+
+    def _wait_for_device(self, peer: Peer, msg: m.Message) -> None:
+        wanted, timeout_ms = msg.args()
+        why = check_filter(wanted)
+        if why:
+            self._error(peer, msg, ERR_INVALID_ARGS, why)
+            return
+        for record in self.enumerate(wanted):
+            self.bus.reply(peer, msg, DEVICE_SIG, record, sender=SERVICE)
+            return
+        if timeout_ms == 0:
+            self._error(peer, msg, ERR_TIMEOUT, f"no device matches {_text(wanted)}")
+            return
+        if len(self.waiters) >= MAX_WAITERS or sum(
+                w.peer is peer for w in self.waiters) >= MAX_WAITERS_PER_PEER:
+            self._error(peer, msg, ERR_LIMITS, "too many WaitForDevice calls pending")
+            return
+        timeout = min(timeout_ms, MAX_WAIT_MS) / 1000.0
+        self.waiters.append(Waiter(peer, msg, dict(wanted), self.server.clock() + timeout))
+
+    def enumerate(self, wanted: Mapping[str, str]) -> Iterable[DeviceRecord]:
+        subsystem = wanted.get("SUBSYSTEM")
+        devices = (self.context.list_devices(subsystem=subsystem) if subsystem
+                   else self.context.list_devices())
+        for device in devices:
+            try:
+                record = record_of(device)
+            except (pyudev.DeviceNotFoundError, OSError):
+                continue  # gone while we looked
+            if matches(wanted, record[3]):
+                yield record
+
+    # -- the monitor ----------------------------------------------------------
+    def _readable(self, _events: int) -> None:
+        for _ in range(EVENTS_PER_WAKEUP):
+            try:
+                device = self.monitor.poll(timeout=0)
+            except (OSError, ValueError, pyudev.DeviceNotFoundError) as exc:
+                self.log(4, f"unreadable uevent skipped: {exc}")
+                continue
+            if device is None:
+                return
+            self.event(device.action or "change", record_of(device))
+
+    def event(self, action: str, record: DeviceRecord) -> None:
+        """One uevent: broadcast it, then answer the waiters it satisfies."""
+        subsystem, sysname, devpath, props = record
+        member = SIGNAL_OF_ACTION.get(action, "DeviceChanged")
+        self.bus.emit_signal(IFACE, member, SIGNAL_SIG,
+                             (subsystem, sysname, devpath, action, props),
+                             path=PATH, sender=SERVICE)
+        if action not in ACTIONS_THAT_SATISFY_WAITERS or not self.waiters:
+            return
+        still = []
+        for waiter in self.waiters:
+            if matches(waiter.wanted, props):
+                self._answer(waiter, record)
+            else:
+                still.append(waiter)
+        self.waiters = still
+
+    def _answer(self, waiter: Waiter, record: DeviceRecord) -> None:
+        if waiter.peer.state is PeerState.ACTIVE:
+            self.bus.reply(waiter.peer, waiter.call, DEVICE_SIG, record, sender=SERVICE)
+
+    # -- deadlines and disconnects ----------------------------------------------
+    def _next_deadline(self) -> float | None:
+        return min((w.deadline for w in self.waiters), default=None)
+
+    def _expire(self) -> None:
+        now = self.server.clock()
+        still = []
+        for waiter in self.waiters:
+            if waiter.deadline <= now:
+                self._error(waiter.peer, waiter.call, ERR_TIMEOUT,
+                            f"no device matching {_text(waiter.wanted)} appeared in time")
+            else:
+                still.append(waiter)
+        self.waiters = still
+
+    def _disconnected(self, peer: Peer, _reason: str) -> None:
+        self.waiters = [w for w in self.waiters if w.peer is not peer]
+
+
+def _text(wanted: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(wanted.items())) or "(any device)"
+
+
+
+
+def install(bus: Bus, server: Server, register: Callable[[str, Handler], None],
+            log: Logger) -> Devices | None:
+    """Serve Devices1 on org.bootbus; without a usable udev monitor, log and go on."""
+    try:
+        devices = Devices(bus, server, log)
+    except (OSError, ImportError, pyudev.DeviceNotFoundError) as exc:
+        log(4, f"no device monitor, {IFACE} not served: {exc}")
+        return None
+    register(IFACE, devices.handle)
+    return devices
+
+
+__all__ = ["Devices", "IFACE", "PATH", "install", "matches", "monitor_source"]
