@@ -116,5 +116,6 @@ def table(doc: dict[str, Any], workloads: list[Workload]) -> str:
                      "been the bottleneck")
     if any(r[4].endswith("(c)") for r in rows):
         lines.append(f"(c) broker below {BUSY_WARN:.0%} busy while it or the loadgen waited at "
-                     f"least {CONTENDED:.0%} of the window for a CPU: other load on this machine")
+                     f"least {CONTENDED:.0%} of the window runnable but not running (other load on this "
+                     "machine, or slow wakeups of an idle virtual CPU)")
     return "\n".join(lines)
