@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         progress(str(exc))
         return 2
     raise_fd_limit()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # run the finally below
+        signal.signal(signum, lambda sig, _frame: sys.exit(128 + sig))
     workroot = Path(tempfile.mkdtemp(prefix="bootbus-bench-"))
     targets = [Target(b, workroot, cfg) for b in chosen]
     doc: dict[str, Any] = {

@@ -21,6 +21,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "bench" / "run.py"
+RUN_TIMEOUT_S = 180  # a quick run takes about 10 s; this only catches a hang
+STOP_TIMEOUT_S = 60
 
 # Per workload: the median metrics that must be positive numbers.
 POSITIVE = {
@@ -62,10 +64,16 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
     if not expected_brokers():
         pytest.skip("no broker installed (bootbus, dbus-daemon or dbus-broker)")
     out = tmp_path_factory.mktemp("bench") / "quick.json"
-    proc = subprocess.run([sys.executable, str(RUN), "--quick", "--output", str(out)],
-                          check=False, cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
-    return proc.stdout, json.loads(out.read_text())
+    proc = subprocess.Popen([sys.executable, str(RUN), "--quick", "--output", str(out)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: run.py stops its brokers; SIGKILL would orphan them
+        stdout, stderr = proc.communicate(timeout=STOP_TIMEOUT_S)
+        pytest.fail(f"bench/run.py --quick took over {RUN_TIMEOUT_S} s:\n{stderr[-4000:]}")
+    assert proc.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr[-4000:]}"
+    return stdout, json.loads(out.read_text())
 
 
 @pytest.mark.reference
