@@ -46,10 +46,14 @@ class Config:
     print_address: bool = False
     restore_fd: int | None = None
     preflight: str | None = None
+    service_dirs: tuple[str, ...] = ()
+    system_activation: bool = False
 
     def exec_args(self) -> list[str]:
         """The flags a re-executed image gets (it adopts sockets, so no --address)."""
-        return ["--runtime-dir", self.runtime_dir]
+        return ["--runtime-dir", self.runtime_dir,
+                *(f"--service-dir={d}" for d in self.service_dirs),
+                *(["--system-activation"] if self.system_activation else [])]
 
     @property
     def listen_address(self) -> str:
@@ -67,10 +71,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
                         help="print the address clients should use once listening")
     parser.add_argument("--restore-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--preflight", metavar="VERSION", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--service-dir", action="append", default=[], metavar="DIR",
+                        help="read activatable .service files from DIR (repeatable)")
+    parser.add_argument("--system-activation", action="store_true",
+                        help="also read the system bus's standard service directories "
+                        "and start services as the system bus")
     ns = parser.parse_args(argv)
     return Config(address=ns.address, runtime_dir=ns.runtime_dir or default_runtime_dir(),
                   print_address=ns.print_address, restore_fd=ns.restore_fd,
-                  preflight=ns.preflight)
+                  preflight=ns.preflight, service_dirs=tuple(ns.service_dir),
+                  system_activation=ns.system_activation)
 
 
 def read_machine_id() -> str:
@@ -225,6 +235,9 @@ def run(config: Config) -> int:
     services.register(LOG_IFACE, telemetry.handle_log)
     from .io import devices  # pyudev only once the bus serves
     devices.install(bus, server, services.register, telemetry.step)
+    from .io import activation
+    activation.install(bus, server, list(config.service_dirs), ";".join(addresses),
+                       telemetry.step, system_bus=config.system_activation)
     bus.services[SERVICE] = services
     if state:
         exec_started = os.environ.pop("BOOTBUS_EXEC_STARTED", "")

@@ -180,6 +180,10 @@ class Bus:
     def _route_call(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
         wants_reply = not msg.flags & m.FLAG_NO_REPLY_EXPECTED
         if target is None:
+            if (self.activator is not None and not msg.flags & m.FLAG_NO_AUTO_START
+                    and self.activator.can_activate(msg.destination)):
+                self.activator.auto_start(peer, msg)  # dispatched again once owned
+                return
             self._to_monitors(peer, msg)
             self._release_fds(msg)
             if wants_reply:

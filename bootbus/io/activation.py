@@ -1,0 +1,412 @@
+"""Bus activation: .service files, spawning services, and the calls waiting for them.
+
+Owns: the activatable names read from ``.service`` files ([D-BUS Service]
+Name=, Exec=, User=, SystemdService=) in the service directories (the first
+directory that names a service wins, as in dbus-daemon), one pending
+activation per name with its StartServiceByName callers and its queued
+auto-start messages, and the children it spawned: their stdout/stderr are one
+pipe read in the event loop into the step log, their exit is seen through a
+pidfd. A pending activation ends when the name gets an owner (callers get
+``u 1``, queued messages are routed normally), when the child exits first
+(Spawn.ChildExited / Spawn.ChildSignaled), when Exec cannot be executed
+(Spawn.ExecFailed) or after ACTIVATION_TIMEOUT (TimedOut), with dbus-daemon's
+error names. Restart policy: none; an activated service that exits is started
+again by the next request for its name, as with dbus-daemon.
+
+Never: runs Exec through a shell (it is split like dbus-daemon's
+_dbus_shell_parse_argv, no expansion), blocks on a child or its output,
+reaps a process it did not spawn, or leaks the fds of a queued message.
+"""
+
+import functools
+import os
+import pwd
+import shlex
+import signal
+import subprocess
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..bus.peer import Peer, PeerState
+from ..bus.router import Bus, PeerError
+from ..wire import message as m
+from .notify import NOTIFY_ENVIRONMENT
+from .server import Server
+
+GROUP = "D-BUS Service"
+SERVICE_SUFFIX = ".service"
+ACTIVATION_TIMEOUT = 25.0  # seconds; dbus-daemon's service_start_timeout (25000 ms)
+MAX_PENDING_ACTIVATIONS = 512  # dbus-daemon's max_pending_activations
+MAX_QUEUED_PER_ACTIVATION = 1024  # messages held for one name while it starts
+MAX_SERVICE_FILE_BYTES = 64 * 1024
+MAX_SERVICE_FILES = 4096  # per directory
+OUTPUT_READ_SIZE = 64 * 1024
+OUTPUT_LINE_MAX = 4096  # a longer line is logged in pieces
+STANDARD_SYSTEM_DIRS = ("/usr/local/share/dbus-1/system-services",
+                        "/usr/share/dbus-1/system-services", "/lib/dbus-1/system-services")
+
+E = "org.freedesktop.DBus.Error."
+ERR_EXEC_FAILED = E + "Spawn.ExecFailed"
+ERR_CHILD_EXITED = E + "Spawn.ChildExited"
+ERR_CHILD_SIGNALED = E + "Spawn.ChildSignaled"
+ERR_TIMED_OUT = E + "TimedOut"
+ERR_LIMITS = E + "LimitsExceeded"
+ERR_SERVICE_UNKNOWN = E + "ServiceUnknown"
+START_REPLY_SUCCESS = 1
+
+Logger = Callable[..., None]
+
+
+class ServiceFileError(ValueError):
+    """A .service file that cannot describe an activatable service."""
+
+
+@dataclass(frozen=True)
+class ServiceFile:
+    name: str
+    exec: str
+    path: str
+    user: str = ""
+    systemd_service: str = ""
+
+    def argv(self) -> list[str]:
+        try:
+            argv = shlex.split(self.exec, comments=False, posix=True)
+        except ValueError as exc:
+            raise ServiceFileError(f"{self.path}: Exec= cannot be parsed: {exc}") from exc
+        if not argv:
+            raise ServiceFileError(f"{self.path}: Exec= is empty")
+        return argv
+
+
+def parse_service_file(text: str, path: str) -> ServiceFile:
+    """A .service file (desktop-entry syntax), only its [D-BUS Service] group."""
+    group = ""
+    keys: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            group = line[1:-1]
+            continue
+        key, eq, value = line.partition("=")
+        if not eq:
+            raise ServiceFileError(f"{path}:{number}: not a key=value line")
+        if group == GROUP:
+            keys.setdefault(key.strip(), value.strip())
+    name = keys.get("Name", "")
+    if not name:
+        raise ServiceFileError(f"{path}: no Name= in [{GROUP}]")
+    if not keys.get("Exec") and not keys.get("SystemdService"):
+        raise ServiceFileError(f"{path}: no Exec= in [{GROUP}]")
+    return ServiceFile(name=name, exec=keys.get("Exec", ""), path=path,
+                       user=keys.get("User", ""), systemd_service=keys.get("SystemdService", ""))
+
+
+def load_service_dirs(dirs: Iterable[str], log: Logger) -> dict[str, ServiceFile]:
+    """Every activatable name in ``dirs``; earlier directories win, bad files are logged."""
+    services: dict[str, ServiceFile] = {}
+    for directory in dirs:
+        try:
+            entries = sorted(os.listdir(directory))[:MAX_SERVICE_FILES]
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.endswith(SERVICE_SUFFIX):
+                continue
+            path = os.path.join(directory, entry)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    service = parse_service_file(f.read(MAX_SERVICE_FILE_BYTES), path)
+            except (OSError, UnicodeDecodeError, ServiceFileError) as exc:
+                log(4, f"service file ignored: {exc}", SERVICE_FILE=path)
+                continue
+            services.setdefault(service.name, service)
+    return services
+
+
+@dataclass(eq=False)
+class Child:
+    name: str
+    proc: "subprocess.Popen[bytes]"
+    pidfd: int
+    output: int
+    partial: bytes = b""
+    owned: bool = False
+
+
+@dataclass(eq=False)
+class Activation:
+    service: ServiceFile
+    deadline: float
+    starters: list[tuple[Peer, m.Message]] = field(default_factory=list)
+    queued: list[tuple[Peer, m.Message]] = field(default_factory=list)
+    child: Child | None = None
+
+
+class Activator:
+    """The router's and driver's ``bus.activator``."""
+
+    def __init__(self, bus: Bus, server: Server, dirs: list[str], address: str,
+                 bus_type: str = "session", log: Logger | None = None) -> None:
+        self.bus = bus
+        self.server = server
+        self.dirs = dirs
+        self.address = address
+        self.bus_type = bus_type
+        self.log: Logger = log or (lambda *a, **k: None)
+        self.environment: dict[str, str] = {}
+        self.services = load_service_dirs(dirs, self.log)
+        self.pending: dict[str, Activation] = {}
+        self.children: dict[int, Child] = {}  # pidfd -> child
+        self.exited: list[Child] = []
+        self.systemd = False
+        bus.name_hooks.append(self._name_changed)
+        server.timers.append((self._next_deadline, self._expire))
+        server.on_tick.append(self._settle_exits)
+        server.on_disconnect.append(self._disconnected)
+
+    # -- the driver's interface ---------------------------------------------------
+    def can_activate(self, name: str) -> bool:
+        if name not in self.services:
+            self.reload()  # dbus-daemon rescans its directories on a miss, too
+        return name in self.services
+
+    def names(self) -> list[str]:
+        return sorted(self.services)
+
+    def reload(self) -> None:
+        self.services = load_service_dirs(self.dirs, self.log)
+
+    def update_environment(self, env: Mapping[str, str]) -> None:
+        self.environment.update(env)
+
+    def start(self, bus: Bus, peer: Peer, msg: m.Message, name: str) -> None:
+        """StartServiceByName: answered with ``u 1`` once ``name`` is owned, or an error."""
+        activation = self._activation(name, peer, msg)
+        if activation is not None:
+            activation.starters.append((peer, msg))
+
+    def auto_start(self, peer: Peer, msg: m.Message) -> None:
+        """A method call to an activatable name nobody owns: hold it until someone does."""
+        name = msg.destination or ""
+        activation = self._activation(name, peer, msg)
+        if activation is None:
+            self._drop(msg)
+            return
+        if len(activation.queued) >= MAX_QUEUED_PER_ACTIVATION:
+            self._fail_one(peer, msg, ERR_LIMITS,
+                           f"too many messages queued for the activation of {name}")
+            return
+        activation.queued.append((peer, msg))
+
+    # -- activations ----------------------------------------------------------------
+    def _activation(self, name: str, peer: Peer, msg: m.Message) -> Activation | None:
+        """The pending activation of ``name``, started now if needed; None if it failed."""
+        activation = self.pending.get(name)
+        if activation is not None:
+            return activation
+        service = self.services.get(name)
+        if service is None:
+            self._fail_one(peer, msg, ERR_SERVICE_UNKNOWN,
+                           f"The name {name} was not provided by any .service files")
+            return None
+        if len(self.pending) >= MAX_PENDING_ACTIVATIONS:
+            self._fail_one(peer, msg, ERR_LIMITS, "The maximum number of pending "
+                           "activations has been reached, activation of %s failed" % name)
+            return None
+        activation = Activation(service, self.server.clock() + ACTIVATION_TIMEOUT)
+        try:
+            activation.child = self._spawn(service)
+        except (OSError, ServiceFileError, KeyError) as exc:
+            text = f"Failed to execute program {service.exec}: {_reason(exc)}"
+            self.log(3, f"activation of {name} failed: {text}", NAME=name,
+                     SERVICE_FILE=service.path)
+            self._fail_one(peer, msg, ERR_EXEC_FAILED, text)
+            return None
+        self.pending[name] = activation
+        return activation
+
+    def _spawn(self, service: ServiceFile) -> Child:
+        argv = service.argv()
+        env = {k: v for k, v in os.environ.items() if k not in NOTIFY_ENVIRONMENT}
+        env.update(self.environment)
+        env["DBUS_STARTER_ADDRESS"] = self.address
+        env["DBUS_STARTER_BUS_TYPE"] = self.bus_type
+        env["DBUS_SYSTEM_BUS_ADDRESS" if self.bus_type == "system"
+            else "DBUS_SESSION_BUS_ADDRESS"] = self.address
+        user = group = None
+        if service.user and os.geteuid() == 0:
+            entry = pwd.getpwnam(service.user)  # KeyError: an unknown user
+            user, group = entry.pw_uid, entry.pw_gid
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=wfd, stderr=wfd,
+                                    env=env, cwd="/", close_fds=True, start_new_session=True,
+                                    user=user, group=group,
+                                    extra_groups=[] if user is not None else None)
+        except BaseException:
+            os.close(rfd)
+            raise
+        finally:
+            os.close(wfd)
+        os.set_blocking(rfd, False)
+        child = Child(service.name, proc, os.pidfd_open(proc.pid), rfd)
+        self.children[child.pidfd] = child
+        self.server.add_fd(child.pidfd, functools.partial(self._child_exited, child))
+        self.server.add_fd(rfd, functools.partial(self._read_output, child))
+        self.log(6, f"activating {service.name}: pid {proc.pid} runs {service.exec}",
+                 NAME=service.name, CHILD_PID=proc.pid, SERVICE_FILE=service.path)
+        return child
+
+    def _name_changed(self, name: str, _old: str, new: str) -> None:
+        if not new:
+            return
+        activation = self.pending.pop(name, None)
+        if activation is None:
+            return
+        if activation.child is not None:
+            activation.child.owned = True
+        self.log(6, f"activated {name}: {new} owns it", NAME=name, OWNER=new)
+        for peer, msg in activation.starters:
+            if _alive(self.bus, peer):
+                self.bus.reply(peer, msg, "u", (START_REPLY_SUCCESS,))
+        for peer, msg in activation.queued:
+            if not _alive(self.bus, peer):
+                self._drop(msg)
+                continue
+            try:
+                self.bus.dispatch(peer, msg)
+            except PeerError:
+                self._drop(msg)
+
+    def _fail(self, name: str, error: str, text: str) -> None:
+        activation = self.pending.pop(name, None)
+        if activation is None:
+            return
+        self.log(3, f"activation of {name} failed: {text}", NAME=name, ERROR=error)
+        for peer, msg in activation.starters + activation.queued:
+            self._fail_one(peer, msg, error, text)
+
+    def _fail_one(self, peer: Peer, msg: m.Message, error: str, text: str) -> None:
+        self._drop(msg)
+        if _alive(self.bus, peer):
+            self.bus.send_error(peer, msg, error, text)
+
+    def _drop(self, msg: m.Message) -> None:
+        if msg.fds:
+            self.bus.fds_to_close.extend(msg.fds)
+            msg.fds = []
+
+    # -- children -------------------------------------------------------------------
+    def _read_output(self, child: Child, _events: int = 0) -> None:
+        try:
+            data = os.read(child.output, OUTPUT_READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._log_output(child, child.partial, final=True)
+            self.server.remove_fd(child.output)
+            os.close(child.output)
+            child.output = -1
+            return
+        self._log_output(child, child.partial + data, final=False)
+
+    def _log_output(self, child: Child, data: bytes, final: bool) -> None:
+        *lines, rest = data.split(b"\n")
+        while len(rest) > OUTPUT_LINE_MAX:
+            lines.append(rest[:OUTPUT_LINE_MAX])
+            rest = rest[OUTPUT_LINE_MAX:]
+        if final and rest:
+            lines.append(rest)
+            rest = b""
+        child.partial = rest
+        for line in lines:
+            text = line.decode("utf-8", "replace")
+            self.log(6, f"{child.name}[{child.proc.pid}]: {text}", NAME=child.name,
+                     CHILD_PID=child.proc.pid, CHILD_OUTPUT=text)
+
+    def _child_exited(self, child: Child, _events: int = 0) -> None:
+        if child.proc.poll() is None:
+            return
+        self.server.remove_fd(child.pidfd)
+        os.close(child.pidfd)
+        self.children.pop(child.pidfd, None)
+        self.exited.append(child)  # judged after this iteration's messages are routed
+
+    def _settle_exits(self) -> None:
+        """A child that exited: fail its activation unless its name got an owner meanwhile."""
+        while self.exited:
+            child = self.exited.pop(0)
+            if child.output >= 0:
+                self._read_output(child)  # its last words, before the verdict
+            code = child.proc.returncode
+            how = (f"received signal {-code}" if code < 0 else f"exited with status {code}")
+            self.log(6 if child.owned else 4, f"{child.name}[{child.proc.pid}] {how}",
+                     NAME=child.name, CHILD_PID=child.proc.pid, EXIT_STATUS=code)
+            activation = self.pending.get(child.name)
+            if activation is not None and activation.child is child:
+                error = ERR_CHILD_SIGNALED if code < 0 else ERR_CHILD_EXITED
+                self._fail(child.name, error, f"Process {child.name} {how}")
+
+    def _next_deadline(self) -> float | None:
+        return min((a.deadline for a in self.pending.values()), default=None)
+
+    def _expire(self) -> None:
+        now = self.server.clock()
+        for name, activation in list(self.pending.items()):
+            if activation.deadline > now:
+                continue
+            if activation.child is not None and activation.child.proc.poll() is None:
+                activation.child.proc.send_signal(signal.SIGKILL)  # as dbus-daemon does
+            self._fail(name, ERR_TIMED_OUT, f"Failed to activate service '{name}': timed "
+                       f"out (service_start_timeout={int(ACTIVATION_TIMEOUT * 1000)}ms)")
+
+    def _disconnected(self, peer: Peer, _reason: str) -> None:
+        for activation in self.pending.values():
+            for held in (activation.starters, activation.queued):
+                for item in [i for i in held if i[0] is peer]:
+                    self._drop(item[1])
+                    held.remove(item)
+
+    def close(self) -> None:
+        """At shutdown: stop reading; the children stay (they are services)."""
+        for child in list(self.children.values()):
+            self.server.remove_fd(child.pidfd)
+            os.close(child.pidfd)
+            if child.output >= 0:
+                self.server.remove_fd(child.output)
+                os.close(child.output)
+        self.children.clear()
+
+
+def _alive(bus: Bus, peer: Peer) -> bool:
+    return peer.id in bus.peers and peer.state is PeerState.ACTIVE
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"unknown user {exc.args[0]!r}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def install(bus: Bus, server: Server, dirs: list[str], address: str,
+            log: Logger, system_bus: bool = False) -> Activator:
+    """Set ``bus.activator``; the system bus also reads the standard system directories."""
+    all_dirs = [*dirs, *(STANDARD_SYSTEM_DIRS if system_bus else ())]
+    activator = Activator(bus, server, all_dirs, address,
+                          "system" if system_bus else "session", log)
+    bus.activator = activator
+    if activator.services:
+        log(6, f"{len(activator.services)} activatable names from {', '.join(all_dirs)}",
+            ACTIVATABLE=len(activator.services))
+    return activator
+
+
+__all__ = ["ACTIVATION_TIMEOUT", "Activator", "ServiceFile", "ServiceFileError", "install",
+           "load_service_dirs", "parse_service_file"]
