@@ -2,25 +2,38 @@
 
 Three rings: hand-written cases for each rule of dbus-daemon's bus/policy.c; a
 property test that the indexed checks give the same answer as a plain
-last-match scan; and the system-style fixture (tests/data/policy), checked
-here purely and, in tests/test_policy_reference.py style below, against a
-real dbus-daemon started with the same file.
+last-match scan; and, against a real dbus-daemon (marked ``reference``),
+probes whose outcomes the model must predict exactly, including the
+system-style fixture of tests/data/policy run as root and as nobody.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
 from collections.abc import Collection
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bootbus.bus import policy as policy_module
 from bootbus.bus.policy import (
     RULE_FDS_UNBOUNDED,
     ClientPolicy,
     ClientRule,
     Credentials,
+    DeliveryVerdict,
     GroupRule,
     MessageFields,
     MessageInfo,
@@ -331,6 +344,18 @@ def test_client_policy_order_is_default_groups_user_console_mandatory() -> None:
     assert console.can_own(Credentials(1), "com.example.S")
 
 
+def test_client_policy_is_optimized_and_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = Policy(default=(ReceiveRule(True, interface="com.example.I"),
+                             ReceiveRule(False, eavesdrop=True)))
+    assert not policy.can_receive(Credentials(1), call(), SERVICE, requested_reply=False)
+    first = policy.client_policy(Credentials(1))
+    assert policy.client_policy(Credentials(1)) is first
+    assert policy.client_policy(Credentials(1, (2,))) is not first
+    monkeypatch.setattr(policy_module, "MAX_CACHED_CLIENT_POLICIES", 2)
+    policy.client_policy(Credentials(3))
+    assert policy.client_policy(Credentials(1)) is not first  # the cache started over
+
+
 def test_connect_rules() -> None:
     assert Policy().can_connect(Credentials(1000), bus_uid=1000)
     assert not Policy().can_connect(Credentials(1001), bus_uid=1000)
@@ -563,3 +588,529 @@ def test_fixture_group_policy(system_style: Policy) -> None:
     assert not system_style.can_receive(NOBODY, audit, service, requested_reply=False)
     assert system_style.can_receive(NOBODY_IN_USERS, audit, service, requested_reply=False)
     assert system_style.can_receive(NOBODY, signal(), service, requested_reply=False)
+
+
+# -- against dbus-daemon -------------------------------------------------------------------------
+# The same configuration runs under dbus-daemon and through the model; every
+# probe's outcome must agree: delivered or not, which side refused, and the
+# matched-rule count dbus-daemon quotes in its AccessDenied text.
+
+needs_dbus_daemon = pytest.mark.skipif(
+    shutil.which("dbus-daemon") is None, reason="dbus-daemon is not installed")
+ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+IFACE, OTHER_IFACE = "com.example.I", "com.example.J"
+WAIT_SECONDS = 5.0
+
+
+class DbusDaemon:
+    """dbus-daemon on a private socket, for as long as a test needs it."""
+
+    def __init__(self, config: str, socket_path: str) -> None:
+        self.address = f"unix:path={socket_path}"
+        self.proc = subprocess.Popen(
+            ["dbus-daemon", "--config-file", config, "--nofork", "--nopidfile", "--nosyslog",
+             "--print-address", "--address", self.address],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if not self.proc.stdout.readline():
+            raise RuntimeError(f"dbus-daemon did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.communicate(timeout=WAIT_SECONDS)
+
+
+class Probe:
+    """One client connection (jeepney, blocking), with an inbox of what it received."""
+
+    def __init__(self, address: str) -> None:
+        from jeepney.io.blocking import open_dbus_connection
+
+        self.conn = open_dbus_connection(address)
+        self.unique: str = self.conn.unique_name
+        self.names: set[str] = set()
+        self.inbox: list[Any] = []
+
+    def send(self, msg: Any) -> int:
+        serial: int = next(self.conn.outgoing_serial)
+        self.conn.send(msg, serial=serial)
+        return serial
+
+    def roundtrip(self) -> None:
+        """Ask the bus something; whatever was queued for us before its answer is in."""
+        from jeepney.bus_messages import message_bus
+        from jeepney.low_level import HeaderFields
+
+        serial = self.send(message_bus.GetId())
+        while True:
+            msg = self.conn.receive(timeout=WAIT_SECONDS)
+            if msg.header.fields.get(HeaderFields.reply_serial) == serial:
+                return
+            self.inbox.append(msg)
+
+    def call_bus(self, msg: Any) -> Any:
+        from jeepney.low_level import HeaderFields
+
+        serial = self.send(msg)
+        while True:
+            reply = self.conn.receive(timeout=WAIT_SECONDS)
+            if reply.header.fields.get(HeaderFields.reply_serial) == serial:
+                return reply
+            self.inbox.append(reply)
+
+    def own(self, name: str) -> bool:
+        from jeepney.bus_messages import message_bus
+        from jeepney.low_level import MessageType
+
+        reply = self.call_bus(message_bus.RequestName(name))
+        if reply.header.message_type == MessageType.method_return:
+            self.names.add(name)
+            return True
+        assert reply.header.fields[4] == ACCESS_DENIED, reply
+        return False
+
+    def take(self, member: str | None = None, reply_to: int | None = None) -> list[Any]:
+        from jeepney.low_level import HeaderFields
+
+        found = [m for m in self.inbox
+                 if (member is None or m.header.fields.get(HeaderFields.member) == member)
+                 and (reply_to is None
+                      or m.header.fields.get(HeaderFields.reply_serial) == reply_to)]
+        self.inbox = [m for m in self.inbox if m not in found]
+        return found
+
+    @property
+    def peer_names(self) -> PeerNames:
+        return PeerNames(self.unique, frozenset(self.names))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def observed(sender: Probe, serial: int, delivered: bool) -> tuple[str, int | None]:
+    """The outcome as dbus-daemon shows it: delivered, or which side refused and
+    how many rules matched (from the AccessDenied text), or silence."""
+    from jeepney.low_level import HeaderFields
+
+    if delivered:
+        return ("delivered", None)
+    errors = sender.take(reply_to=serial)
+    for error in errors:
+        if error.header.fields.get(HeaderFields.error_name) == ACCESS_DENIED:
+            m = re.match(r"Rejected (send|receive) message, (\d+) matched rules", error.body[0])
+            assert m, error.body
+            return (m.group(1), int(m.group(2)))
+    return ("silent", None)
+
+
+def predicted(verdict: DeliveryVerdict) -> tuple[str, int | None]:
+    if verdict.allowed:
+        return ("delivered", None)
+    return (verdict.rejected_by or "?", verdict.matched_rules)
+
+
+def agree(what: str, model: tuple[str, int | None], real: tuple[str, int | None]) -> str | None:
+    if real[0] == "silent" and model[0] != "delivered":
+        return None  # refused without an error (signals): the side is not observable
+    return None if model == real else f"{what}: model {model}, dbus-daemon {real}"
+
+
+SEMANTIC_CASES: dict[str, str] = {
+    "system-like": """
+        <deny own="*"/>
+        <deny send_type="method_call"/>
+        <allow send_type="signal"/>
+        <allow send_requested_reply="true" send_type="method_return"/>
+        <allow send_requested_reply="true" send_type="error"/>
+        <allow receive_type="method_call"/>
+        <allow receive_type="method_return"/>
+        <allow receive_type="error"/>
+        <allow receive_type="signal"/>
+        <allow send_destination="com.example.S"/>
+        <allow own_prefix="org.example"/>
+        <deny own="org.example.B"/>
+    """,
+    "interfaces-paths-members": """
+        <allow receive_sender="*"/>
+        <allow send_destination="com.example.S" send_interface="com.example.I"/>
+        <deny send_destination="com.example.S" send_interface="com.example.J"/>
+        <deny send_destination="com.example.S" send_path="/secret"/>
+        <deny send_destination="com.example.S" send_interface="com.example.I" send_member="Drop"/>
+        <allow send_type="method_return" send_requested_reply="false"/>
+        <allow send_type="signal" send_interface="com.example.I"/>
+    """,
+    "prefixes-and-unique-names": """
+        <allow receive_type="*"/>
+        <allow send_destination_prefix="com.example.S"/>
+        <allow send_destination=":1.1"/>
+        <deny send_destination_prefix="com.example.S.Two" send_interface="com.example.J"/>
+        <allow send_requested_reply="true" send_type="method_return"/>
+        <allow send_requested_reply="true" send_type="error"/>
+        <allow own_prefix="org.example.A"/>
+    """,
+    "broadcasts": """
+        <allow receive_sender="*"/>
+        <allow send_destination="*"/>
+        <deny send_type="signal" send_broadcast="true" send_interface="com.example.J"/>
+        <deny send_type="signal" send_broadcast="false"/>
+        <deny receive_type="signal" receive_interface="com.example.I" receive_member="Quiet"/>
+    """,
+    "requested-replies": """
+        <allow receive_sender="*"/>
+        <allow send_destination="*" send_type="method_call"/>
+        <allow send_type="method_return" send_requested_reply="false"/>
+        <deny send_type="error"/>
+        <allow send_type="error" send_requested_reply="false" send_error="com.example.Error.Fine"/>
+        <deny receive_type="method_return" receive_requested_reply="true" receive_sender="com.example.S.Two"/>
+    """,
+    "receive-rules": """
+        <allow send_destination="*" eavesdrop="true"/>
+        <allow receive_type="*"/>
+        <deny receive_interface="com.example.J"/>
+        <deny receive_sender="com.example.S" receive_type="signal"/>
+        <allow receive_sender="com.example.S" receive_type="signal" receive_member="Changed" receive_interface="com.example.I"/>
+        <deny receive_path="/secret"/>
+    """,
+    "eavesdropping-allowed": """
+        <allow send_destination="*" eavesdrop="true"/>
+        <allow eavesdrop="true"/>
+        <deny receive_interface="com.example.J" eavesdrop="true"/>
+    """,
+    "optimized-away": """
+        <allow send_destination="com.example.S"/>
+        <allow receive_interface="com.example.I"/>
+        <allow receive_sender="com.example.S"/>
+        <deny eavesdrop="true"/>
+        <allow send_type="signal"/>
+        <allow send_interface="com.example.I" send_destination="com.example.Sx"/>
+        <allow send_destination="*"/>
+        <deny send_destination="com.example.Sx"/>
+        <allow receive_type="method_call"/>
+        <allow own_prefix="org.example.A"/>
+        <deny own="*"/>
+    """,
+}
+
+
+def _config(tmp_path: Path, rules: str) -> str:
+    path = tmp_path / "bus.conf"
+    path.write_text(f"""<busconfig>
+  <listen>unix:path={tmp_path}/unused</listen>
+  <policy context="default">
+    <allow user="*"/>
+{textwrap.indent(textwrap.dedent(rules).strip(), "    ")}
+  </policy>
+  <policy context="mandatory">
+    <allow send_destination="org.freedesktop.DBus"/>
+    <allow receive_sender="org.freedesktop.DBus"/>
+    <allow own_prefix="com.example"/>
+  </policy>
+</busconfig>
+""")
+    return str(path)
+
+
+def _creds() -> Credentials:
+    return Credentials(os.getuid(), tuple(sorted({os.getegid(), *os.getgroups()})))
+
+
+@needs_dbus_daemon
+@pytest.mark.reference
+@pytest.mark.parametrize("case", sorted(SEMANTIC_CASES))
+def test_semantics_match_dbus_daemon(tmp_path: Path, case: str) -> None:
+    """Probes between three peers of one uid: calls, replies, signals, eavesdropping, names."""
+    pytest.importorskip("jeepney")
+    config = _config(tmp_path, SEMANTIC_CASES[case])
+    policy = load_config(config).policy
+    rules = policy.client_policy(_creds())  # every peer has the same credentials
+    daemon = DbusDaemon(config, str(tmp_path / "bus"))
+    peers: list[Probe] = []
+    try:
+        a, b, c, e = (Probe(daemon.address) for _ in range(4))
+        peers += [a, b, c, e]
+        assert b.unique == ":1.1", "the prefixes case relies on the second peer being :1.1"
+        assert b.own("com.example.S") and b.own("com.example.S.Two") and c.own("com.example.Sx")
+        from jeepney.bus_messages import message_bus
+
+        a.call_bus(message_bus.AddMatch("type='signal'"))
+        e.call_bus(message_bus.AddMatch("eavesdrop='true'"))
+        problems = _probe_everything(rules, a, b, c, e)
+    finally:
+        for peer in peers:
+            peer.close()
+        daemon.stop()
+    assert problems == []
+
+
+def _probe_everything(rules: ClientPolicy, a: Probe, b: Probe, c: Probe,
+                      e: Probe) -> list[str]:
+    from jeepney import DBusAddress, new_error, new_method_call, new_method_return, new_signal
+    from jeepney.low_level import HeaderFields
+
+    problems: list[str] = []
+
+    def settle() -> None:
+        for peer in (a, b, c, e):
+            peer.roundtrip()
+
+    def check(what: str, model: DeliveryVerdict, real: tuple[str, int | None]) -> None:
+        problem = agree(what, predicted(model), real)
+        if problem:
+            problems.append(problem)
+
+    def deliver(msg: MessageInfo, src: Probe, dst: Probe, eavesdropping: bool = False,
+                reply_expected: bool = False) -> DeliveryVerdict:
+        return check_delivery(msg, sender=rules, sender_names=src.peer_names, recipient=rules,
+                              recipient_names=dst.peer_names, eavesdropping=eavesdropping,
+                              reply_expected=reply_expected)
+
+    calls = [("com.example.S", "/", IFACE, "M"), ("com.example.S", "/", None, "M"),
+             ("com.example.S", "/secret", IFACE, "M"), ("com.example.S", "/", OTHER_IFACE, "M"),
+             ("com.example.S", "/", IFACE, "Drop"), (b.unique, "/", IFACE, "M"),
+             ("com.example.S.Two", "/", OTHER_IFACE, "M"), ("com.example.Sx", "/", IFACE, "M"),
+             ("com.example.Sx", "/", OTHER_IFACE, "M")]
+    for n, (dest, path, iface, member) in enumerate(calls):
+        member = f"{member}{n}" if member == "M" else member
+        target = c if dest == "com.example.Sx" else b
+        serial = a.send(new_method_call(DBusAddress(path, dest, iface), member))
+        settle()
+        got = target.take(member)
+        msg = MessageInfo(METHOD_CALL, path=path, interface=iface, member=member,
+                          destination=dest, sender=a.unique)
+        check(f"call {dest} {path} {iface} {member}", deliver(msg, a, target),
+              observed(a, serial, bool(got)))
+        spied = e.take(member)
+        check(f"eavesdrop on call {member}", deliver(msg, a, e, eavesdropping=True),
+              ("delivered", None) if spied else ("silent", None))
+
+    # replies: requested (the first answer to a delivered call), then the same again
+    for kind, error_name in ((METHOD_RETURN, None), (ERROR, "com.example.Error.Fine"),
+                             (ERROR, "com.example.Error.Bad")):
+        for replier in (b, c):
+            dest = "com.example.S.Two" if replier is b else "com.example.Sx"
+            a.send(new_method_call(DBusAddress("/", dest, IFACE), "Ask"))
+            settle()
+            asked = replier.take("Ask")
+            a.take()
+            if not asked:
+                continue
+            for attempt, expected in (("requested", True), ("unrequested", False)):
+                answer = (new_method_return(asked[0]) if kind == METHOD_RETURN
+                          else new_error(asked[0], error_name))
+                serial = replier.send(answer)
+                settle()
+                got = a.take(reply_to=asked[0].header.serial)
+                msg = MessageInfo(kind, error_name=error_name, destination=a.unique,
+                                  sender=replier.unique, reply_serial=asked[0].header.serial)
+                check(f"{attempt} {'return' if kind == METHOD_RETURN else error_name} "
+                      f"from {dest}", deliver(msg, replier, a, reply_expected=expected),
+                      observed(replier, serial, bool(got)))
+                e.take()
+
+    # signals from the service: broadcast and unicast
+    for iface, member in ((IFACE, "Changed"), (IFACE, "Quiet"), (OTHER_IFACE, "Changed")):
+        for unicast in (False, True):
+            sig = new_signal(DBusAddress("/", interface=iface), member)
+            if unicast:
+                sig.header.fields[HeaderFields.destination] = a.unique
+            serial = b.send(sig)
+            settle()
+            got = a.take(member)
+            msg = MessageInfo(SIGNAL, path="/", interface=iface, member=member,
+                              destination=a.unique if unicast else None, sender=b.unique)
+            check(f"{'unicast' if unicast else 'broadcast'} {iface}.{member}", deliver(msg, b, a),
+                  observed(b, serial, bool(got)))
+            e.take()
+
+    for name in ("org.example.A", "org.example.A.Sub", "org.example.B", "org.example.C"):
+        if a.own(name) != rules.can_own(name):
+            problems.append(f"own {name}: model {rules.can_own(name)}")
+    return problems
+
+
+class RemotePeer:
+    """probe_client.py as another uid and set of groups."""
+
+    def __init__(self, address: str, uid: int, gid: int, groups: list[int]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(DATA, "probe_client.py"), address],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            user=uid, group=gid, extra_groups=groups)
+        self.creds = Credentials(uid, tuple(sorted({gid, *groups})))
+        self.unique = self.ask(op="whoami")["unique"]
+
+    def ask(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "probe_client.py died"
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        self.proc.communicate(timeout=WAIT_SECONDS)
+
+
+class Service(threading.Thread):
+    """A root peer that answers every method call, and emits signals on request."""
+
+    def __init__(self, probe: Probe) -> None:
+        super().__init__(daemon=True)
+        self.probe = probe
+        self.jobs: queue.Queue[Any] = queue.Queue()
+        self.done: queue.Queue[bool] = queue.Queue()
+        self.members: list[str] = []
+        self.stopping = False
+
+    def run(self) -> None:
+        from jeepney import new_method_return
+        from jeepney.low_level import HeaderFields, MessageType
+
+        while not self.stopping:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                job = None
+            if job is not None:
+                self.probe.send(job)
+                self.probe.roundtrip()
+                self.done.put(True)
+            try:
+                self.probe.inbox.append(self.probe.conn.receive(timeout=0.05))
+            except TimeoutError:
+                pass
+            for msg in self.probe.take():
+                if msg.header.message_type == MessageType.method_call:
+                    self.members.append(msg.header.fields[HeaderFields.member])
+                    self.probe.send(new_method_return(msg))
+
+    def emit(self, msg: Any) -> None:
+        """Send ``msg`` and wait until the bus has taken it."""
+        self.jobs.put(msg)
+        assert self.done.get(timeout=WAIT_SECONDS)
+
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="acting as other uids needs root (CI runs as root)")
+
+
+@needs_dbus_daemon
+@needs_root
+@pytest.mark.reference
+@pytest.mark.root
+def test_system_style_fixture_against_dbus_daemon(system_style: Policy) -> None:
+    """The issue's must-show, on dbus-daemon, with the model's answers alongside:
+    nobody cannot own a name reserved for root, cannot become a monitor and
+    cannot call the Admin interface; root can. Both must agree with the model."""
+    pytest.importorskip("jeepney")
+    sockets = tempfile.mkdtemp(prefix="bootbus-policy-")  # the other uid must reach it
+    os.chmod(sockets, 0o711)
+    try:
+        _against_dbus_daemon(os.path.join(sockets, "bus"), system_style)
+    finally:
+        shutil.rmtree(sockets)
+
+
+def _against_dbus_daemon(socket_path: str, system_style: Policy) -> None:
+    from jeepney import DBusAddress, new_signal
+    from jeepney.bus_messages import Monitoring
+
+    daemon = DbusDaemon(SYSTEM_STYLE, socket_path)
+    root_creds = Credentials(0, tuple(sorted({os.getegid(), *os.getgroups()})))
+    locals_: list[Probe] = []
+    remotes: list[RemotePeer] = []
+    service: Service | None = None
+    try:
+        svc = Probe(daemon.address)
+        locals_.append(svc)
+        # root may own the reserved name, and so is the service
+        assert svc.own("com.example.Reserved") and system_style.can_own(root_creds,
+                                                                         "com.example.Reserved")
+        assert not svc.own("com.example.Nobody")
+        assert not system_style.can_own(root_creds, "com.example.Nobody")
+        service = Service(svc)
+        service.start()
+        nobody = RemotePeer(daemon.address, 65534, 65534, [])
+        member_of_users = RemotePeer(daemon.address, 65534, 65534, [100])
+        remotes += [nobody, member_of_users]
+        service_names = PeerNames(svc.unique, frozenset({"com.example.Reserved"}))
+
+        def remote_call(peer: RemotePeer, iface: str, member: str,
+                        dest: str = "com.example.Reserved") -> bool:
+            answer = peer.ask(op="call", dest=dest, path="/", iface=iface, member=member)
+            assert answer["ok"] or answer["error"] == ACCESS_DENIED, answer
+            return bool(answer["ok"])
+
+        def model_call(creds: Credentials, iface: str, member: str,
+                       dest: str = "com.example.Reserved") -> bool:
+            msg = MessageInfo(METHOD_CALL, path="/", interface=iface, member=member,
+                              destination=dest)
+            names = None if dest == BUS else service_names
+            return system_style.can_send(creds, msg, names, requested_reply=False)
+
+        # owning
+        for name, expected in (("com.example.Reserved", False),
+                               ("com.example.Reserved.Instance.1", False),
+                               ("com.example.Nobody", True)):
+            real = nobody.ask(op="own", name=name)["ok"]
+            assert real == system_style.can_own(nobody.creds, name) == expected, name
+
+        # calling the service: Ping for all, Admin for root only, Shutdown for nobody at all
+        cases = [("com.example.Reserved", "Ping", True, True),
+                 ("com.example.Reserved.Admin", "Reset", False, True),
+                 ("com.example.Reserved", "Shutdown", False, False)]
+        root_peer = Probe(daemon.address)
+        locals_.append(root_peer)
+        for iface, member, nobody_may, root_may in cases:
+            assert remote_call(nobody, iface, member) == model_call(
+                nobody.creds, iface, member) == nobody_may, (iface, member)
+            reply = root_peer.call_bus(
+                new_method_call_for(DBusAddress("/", "com.example.Reserved", iface), member))
+            assert (reply.header.message_type.name == "method_return") == model_call(
+                root_creds, iface, member) == root_may, (iface, member)
+
+        # bus methods: UpdateActivationEnvironment is denied to everyone by the policy
+        assert not remote_call(nobody, BUS, "UpdateActivationEnvironment", BUS)
+        assert not model_call(nobody.creds, BUS, "UpdateActivationEnvironment", BUS)
+        assert not model_call(root_creds, BUS, "UpdateActivationEnvironment", BUS)
+
+        # becoming a monitor
+        monitoring = "org.freedesktop.DBus.Monitoring"
+        denied = nobody.ask(op="call", dest=BUS, path="/org/freedesktop/DBus",
+                            iface=monitoring, member="BecomeMonitor", signature="asu",
+                            body=[[], 0])
+        assert not denied["ok"] and "Rejected send message" in denied["text"]
+        assert not model_call(nobody.creds, monitoring, "BecomeMonitor", BUS)
+        monitor = Probe(daemon.address)
+        locals_.append(monitor)
+        became = monitor.call_bus(Monitoring().BecomeMonitor([]))
+        assert became.header.message_type.name == "method_return"
+        assert model_call(root_creds, monitoring, "BecomeMonitor", BUS)
+
+        # the Audit signal reaches members of group 100 only
+        for peer in (nobody, member_of_users):
+            assert peer.ask(op="match", rule="type='signal',interface='com.example.Reserved.Audit'")["ok"]
+        service.emit(new_signal(DBusAddress("/", interface="com.example.Reserved.Audit"),
+                                "Event"))
+        audit = MessageInfo(SIGNAL, path="/", interface="com.example.Reserved.Audit",
+                            member="Event", sender=svc.unique)
+        for peer, expected in ((nobody, False), (member_of_users, True)):
+            got = ["com.example.Reserved.Audit", "Event"] in peer.ask(op="collect")["signals"]
+            assert got == system_style.can_receive(peer.creds, audit, service_names,
+                                                   requested_reply=False) == expected
+    finally:
+        if service is not None:
+            service.stopping = True
+            service.join(timeout=WAIT_SECONDS)
+        for remote in remotes:
+            remote.close()
+        for probe in locals_:
+            probe.close()
+        daemon.stop()
+
+
+def new_method_call_for(address: Any, member: str) -> Any:
+    from jeepney import new_method_call
+
+    return new_method_call(address, member)

@@ -55,6 +55,9 @@ from ..wire.message import ERROR, METHOD_CALL, METHOD_RETURN, SIGNAL
 # whose max_fds is this has no upper bound; min_fds/max_fds must lie in [0, this].
 RULE_FDS_UNBOUNDED = (128 * 1024 * 1024) // 4
 
+# Policy.client_policy() remembers this many credentials' rule lists, then starts over.
+MAX_CACHED_CLIENT_POLICIES = 1024
+
 # The message type names of <allow send_type="..."> and receive_type, as in
 # dbus_message_type_from_string().
 MESSAGE_TYPES: Mapping[str, int] = {
@@ -366,41 +369,69 @@ def optimize(rules: Sequence[ClientRule]) -> tuple[ClientRule, ...]:
 _R = TypeVar("_R", SendRule, ReceiveRule)
 
 
-class _Indexed(Generic[_R]):
-    """Rules of one kind, in order, with the exact-name rules indexed by name.
+class _Bucket:
+    """Positions of rules, split by the member they name (None: any member)."""
 
-    A check only needs the rules that can match; rules naming an exact
-    destination (or sender) can only match when the peer holds that name, so
-    they are looked up by the peer's names instead of scanned. The answer is
-    the last match, so candidates are walked from the end.
+    __slots__ = ("any_member", "by_member", "every")
+
+    def __init__(self, positions: list[tuple[int, str | None]]) -> None:
+        self.any_member = tuple(i for i, member in positions if member is None)
+        by_member: dict[str, list[int]] = {}
+        for i, member in positions:
+            if member is not None:
+                by_member.setdefault(member, []).append(i)
+        self.by_member = {m: tuple(v) for m, v in by_member.items()}
+        self.every = tuple(i for i, _ in positions)
+
+    def add_to(self, found: list[int], member: str | None) -> None:
+        if member is None:
+            found.extend(self.every)
+        else:
+            found.extend(self.any_member)
+            found.extend(self.by_member.get(member, ()))
+
+
+class _Indexed(Generic[_R]):
+    """Rules of one kind, in order, indexed by the exact name and member they need.
+
+    A check only needs the rules that can match. A rule naming an exact
+    destination (or sender) can only match when the peer holds that name, and
+    one naming a member only a message with that member (or none), so those
+    are looked up instead of scanned. The answer is the last match, so the
+    candidates are walked from the end.
     """
 
     __slots__ = ("rules", "unindexed", "by_name")
 
     def __init__(self, rules: tuple[_R, ...], key: Sequence[str | None]) -> None:
         self.rules: tuple[_R, ...] = rules
-        self.unindexed: tuple[int, ...] = tuple(i for i, k in enumerate(key) if k is None)
-        by_name: dict[str, list[int]] = {}
-        for i, k in enumerate(key):
-            if k is not None:
-                by_name.setdefault(k, []).append(i)
-        self.by_name: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in by_name.items()}
+        self.unindexed = _Bucket([(i, r.member) for i, (r, k) in enumerate(zip(rules, key))
+                                  if k is None])
+        by_name: dict[str, list[tuple[int, str | None]]] = {}
+        for i, (rule, name) in enumerate(zip(rules, key)):
+            if name is not None:
+                by_name.setdefault(name, []).append((i, rule.member))
+        self.by_name = {name: _Bucket(v) for name, v in by_name.items()}
 
-    def candidates(self, names: Collection[str] | None, field_value: str | None) -> list[int]:
-        """Indexes of the rules that may match, highest first."""
+    def candidates(self, names: Collection[str] | None, field_value: str | None,
+                   member: str | None) -> list[int]:
+        """Positions of the rules that may match, highest first."""
+        found: list[int] = []
+        self.unindexed.add_to(found, member)
         if not self.by_name:
-            return list(reversed(self.unindexed))
-        found: list[int] = list(self.unindexed)
-        if names is None:
-            if field_value is not None:
-                found.extend(self.by_name.get(field_value, ()))
+            pass
+        elif names is None:
+            if field_value is not None and field_value in self.by_name:
+                self.by_name[field_value].add_to(found, member)
         elif len(names) < len(self.by_name):
             for name in names:
-                found.extend(self.by_name.get(name, ()))
+                bucket = self.by_name.get(name)
+                if bucket is not None:
+                    bucket.add_to(found, member)
         else:
-            for name, positions in self.by_name.items():
+            for name, bucket in self.by_name.items():
                 if name in names:
-                    found.extend(positions)
+                    bucket.add_to(found, member)
         found.sort(reverse=True)
         return found
 
@@ -441,7 +472,7 @@ class ClientPolicy:
         """
         index = self._send
         rules = index.rules
-        for i in index.candidates(receiver_names, msg.destination):
+        for i in index.candidates(receiver_names, msg.destination, msg.member):
             rule = rules[i]
             if send_rule_matches(rule, msg, receiver_names, requested_reply):
                 if rule.allow:
@@ -459,7 +490,7 @@ class ClientPolicy:
         """
         index = self._receive
         rules = index.rules
-        for i in index.candidates(sender_names, msg.sender):
+        for i in index.candidates(sender_names, msg.sender, msg.member):
             rule = rules[i]
             if receive_rule_matches(rule, msg, sender_names, requested_reply, eavesdropping):
                 if rule.allow:
@@ -489,6 +520,8 @@ class Policy:
     groups: Mapping[int, tuple[ClientRule, ...]] = field(default_factory=dict)
     at_console: tuple[Rule, ...] = ()
     not_at_console: tuple[Rule, ...] = ()
+    _cache: dict[Credentials, ClientPolicy] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def can_connect(self, creds: Credentials, *, bus_uid: int,
                     in_user_database: bool = True) -> bool:
@@ -513,7 +546,19 @@ class Policy:
         return allowed
 
     def client_policy(self, creds: Credentials) -> ClientPolicy:
-        """bus_policy_create_client_policy(): the ordered rule list of one connection."""
+        """bus_policy_create_client_policy(): the ordered rule list of one connection.
+
+        Remembered per credentials (a few hundred microseconds to build on
+        Debian's system bus; a flood of connections from one uid builds one).
+        """
+        cached = self._cache.get(creds)
+        if cached is None:
+            if len(self._cache) >= MAX_CACHED_CLIENT_POLICIES:
+                self._cache.clear()
+            cached = self._cache[creds] = self._build_client_policy(creds)
+        return cached
+
+    def _build_client_policy(self, creds: Credentials) -> ClientPolicy:
         rules: list[ClientRule] = _per_client(self.default)
         if self.groups:
             for gid in sorted(set(creds.gids)):
