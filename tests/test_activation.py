@@ -42,6 +42,7 @@ class Daemon:
     proc: subprocess.Popen[str]
     address: str
     log: Path
+    services: Path
 
 
 def write_services(directory: Path) -> None:
@@ -67,7 +68,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     assert line.startswith(address + ","), f"daemon printed {line!r}"
-    yield Daemon(proc, address, log)
+    yield Daemon(proc, address, log, tmp / "services")
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
     proc.stdout.close()
@@ -199,3 +200,14 @@ def test_unknown_name_is_still_service_unknown(client: Client) -> None:
         client.call("org.bootbus.test.Nobody", "/", ECHO_IFACE, "Echo", "s", ("x",),
                     timeout=CALL_TIMEOUT)
     assert err.value.name == "org.freedesktop.DBus.Error.ServiceUnknown"
+
+
+def test_a_service_file_added_later_is_found(daemon: Daemon, client: Client) -> None:
+    name = "org.bootbus.test.Later"
+    (daemon.services / f"{name}.service").write_text(
+        f"[D-BUS Service]\nName={name}\nExec={PYTHON} {ECHO} {name}\n")
+    (names,) = client.call(BUS, BUS_PATH, BUS, "ListActivatableNames")
+    assert name in names
+    (echoed,) = client.call(name, "/", ECHO_IFACE, "Echo", "s", ("later",),
+                            timeout=CALL_TIMEOUT)
+    assert echoed == "later"

@@ -157,6 +157,7 @@ class Activator:
         self.bus_type = bus_type
         self.log: Logger = log or (lambda *a, **k: None)
         self.environment: dict[str, str] = {}
+        self.stamps = _dir_stamps(dirs)
         self.services = load_service_dirs(dirs, self.log)
         self.pending: dict[str, Activation] = {}
         self.children: dict[int, Child] = {}  # pidfd -> child
@@ -169,14 +170,17 @@ class Activator:
 
     # -- the driver's interface ---------------------------------------------------
     def can_activate(self, name: str) -> bool:
-        if name not in self.services:
-            self.reload()  # dbus-daemon rescans its directories on a miss, too
+        if name not in self.services and _dir_stamps(self.dirs) != self.stamps:
+            self.reload()  # a miss rescans changed directories, as dbus-daemon does
         return name in self.services
 
     def names(self) -> list[str]:
+        if _dir_stamps(self.dirs) != self.stamps:
+            self.reload()
         return sorted(self.services)
 
     def reload(self) -> None:
+        self.stamps = _dir_stamps(self.dirs)
         self.services = load_service_dirs(self.dirs, self.log)
 
     def update_environment(self, env: Mapping[str, str]) -> None:
@@ -381,6 +385,17 @@ class Activator:
                 self.server.remove_fd(child.output)
                 os.close(child.output)
         self.children.clear()
+
+
+def _dir_stamps(dirs: Iterable[str]) -> list[int]:
+    """What changes when a service file is added, removed or renamed in ``dirs``."""
+    stamps = []
+    for directory in dirs:
+        try:
+            stamps.append(os.stat(directory).st_mtime_ns)
+        except OSError:
+            stamps.append(-1)
+    return stamps
 
 
 def _alive(bus: Bus, peer: Peer) -> bool:
