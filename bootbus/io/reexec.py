@@ -38,14 +38,18 @@ def package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(bootbus.__file__)))
 
 
-def argv0() -> str:
-    """'@bootbus' where systemd must spare us (initramfs, or started that way)."""
+def argv0(initramfs: bool = False) -> str:
+    """'@bootbus' where systemd must spare us (initramfs, or started that way).
+
+    ``initramfs`` is the caller's phase: by the time a pivot out of the
+    initramfs starts, switch_root may have deleted /etc/initrd-release.
+    """
     try:
         with open("/proc/self/cmdline", "rb") as f:
             current = f.read().split(b"\0", 1)[0]
     except OSError:
         current = b""
-    if current.startswith(b"@") or os.path.exists("/etc/initrd-release"):
+    if initramfs or current.startswith(b"@") or os.path.exists("/etc/initrd-release"):
         return "@bootbus"
     return "bootbus"
 
@@ -59,7 +63,7 @@ class ExecPlan:
 
 
 def plan(restore_fd: int, daemon_args: Sequence[str], listeners: list[tuple[int, str, str | None]],
-         root_fd: int | None = None) -> ExecPlan:
+         root_fd: int | None = None, initramfs: bool = False) -> ExecPlan:
     env = dict(os.environ)
     env[LISTENERS_ENV] = json.dumps([list(x) for x in listeners])
     pkg = package_root()
@@ -68,12 +72,14 @@ def plan(restore_fd: int, daemon_args: Sequence[str], listeners: list[tuple[int,
         python = interpreter()
     else:
         python = "/usr/bin/python3"
-        paths = [p for p in (pkg, *INSTALL_DIRS) if _exists_under(root_fd, p)]
+        paths = [p for p in dict.fromkeys((pkg, *INSTALL_DIRS)) if _exists_under(root_fd, p)]
         if paths:
             env["PYTHONPATH"] = ":".join(paths)
         else:
             env.pop("PYTHONPATH", None)
-    argv = [argv0(), "-c", DAEMON_MAIN, *daemon_args, "--restore-fd", str(restore_fd)]
+    argv = [argv0(initramfs), "-c", DAEMON_MAIN, *daemon_args, "--restore-fd", str(restore_fd)]
+    if argv[0].startswith("@"):
+        env["PYTHONEXECUTABLE"] = python  # argv[0] no longer names it: keep sys.executable
     return ExecPlan(python, argv, env, root_fd)
 
 

@@ -7,6 +7,14 @@ bus) and the history of pivots, and the orchestration of a re-exec:
 preflight in the background while the bus keeps serving, then at the end of a
 loop iteration (every read message already routed) snapshot and exec. The
 caller of Reexec/Pivot is answered by the new image once it serves.
+
+In the initramfs it follows PID 1: once PID 1's root changed (switch_root),
+it pivots into that root (the one prepared with Pivot(s, true), else PID 1's
+own), before the initramfs it runs from is gone. It watches through an fd of
+/proc opened at start, as switch_root moves /proc away from the old root.
+One re-exec at a time: a caller asking for the one in progress joins it, any
+other is refused. Never blocks the loop: the preflight's output is read as
+it comes, and a preflight that hangs is killed after PREFLIGHT_TIMEOUT.
 """
 
 import os
@@ -48,9 +56,18 @@ def detect_phase() -> str:
     return PHASE_INITRAMFS if os.path.exists("/etc/initrd-release") else PHASE_ROOT
 
 
-def _root_id(path: str) -> tuple[int, int] | None:
+def _open_proc() -> int | None:
+    """/proc as an fd: switch_root moves the mount into the new root, away from us."""
     try:
-        st = os.stat(path)
+        return os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _pid1_root(proc_fd: int | None) -> tuple[int, int] | None:
+    try:
+        st = os.stat("1/root/", dir_fd=proc_fd) if proc_fd is not None else os.stat(
+            "/proc/1/root/")
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
@@ -79,6 +96,7 @@ class Supervisor:
     _waiting: list[tuple[int, int]] = field(default_factory=list)
     _preflight_deadline: float = 0.0
     _pid1_root: tuple[int, int] | None = None
+    _proc_fd: int | None = None
     _next_root_check: float = 0.0
     on_before_exec: list[Callable[[], None]] = field(default_factory=list)
 
@@ -86,7 +104,8 @@ class Supervisor:
         self.bus.services[SERVICE] = self.handle
         self.server.on_tick.append(self.tick)
         if self.phase == PHASE_INITRAMFS:
-            self._pid1_root = _root_id("/proc/1/root/")
+            self._proc_fd = _open_proc()
+            self._pid1_root = _pid1_root(self._proc_fd)
 
     def state(self) -> dict[str, Any]:
         return {"phase": self.phase, "generation": self.generation,
@@ -109,10 +128,16 @@ class Supervisor:
         pid1_root = state.get("pid1_root")
         if self.phase != PHASE_INITRAMFS:
             self._pid1_root = None
-        elif pid1_root:
-            self._pid1_root = (int(pid1_root[0]), int(pid1_root[1]))
-        elif self._pid1_root is None:
-            self._pid1_root = _root_id("/proc/1/root/")
+            if self._proc_fd is not None:
+                os.close(self._proc_fd)
+                self._proc_fd = None
+        else:
+            if self._proc_fd is None:
+                self._proc_fd = _open_proc()
+            if pid1_root:
+                self._pid1_root = (int(pid1_root[0]), int(pid1_root[1]))
+            elif self._pid1_root is None:
+                self._pid1_root = _pid1_root(self._proc_fd)
         for peer_id, serial in state.get("answer_after_exec", []):
             peer = self.bus.peers.get(int(peer_id))
             if peer is not None:
@@ -210,7 +235,8 @@ class Supervisor:
         if peer is not None and msg is not None:
             self._waiting.append((peer.id, msg.serial))
         listeners = [(lst.sock.fileno(), lst.address, lst.path) for lst in self.listeners]
-        target = reexec.plan(-1, self.daemon_args, listeners, root_fd)
+        target = reexec.plan(-1, self.daemon_args, listeners, root_fd,
+                             initramfs=self.phase == PHASE_INITRAMFS)
         self.exec_phase = phase
         self.pivot_path = newroot
         self.log(6, f"re-exec requested (phase {phase}{', root ' + newroot if newroot else ''}),"
@@ -281,7 +307,7 @@ class Supervisor:
             now = time.monotonic()
             if now >= self._next_root_check:
                 self._next_root_check = now + ROOT_CHECK_INTERVAL
-                current = _root_id("/proc/1/root/")
+                current = _pid1_root(self._proc_fd)
                 if current is not None and current != self._pid1_root:
                     self._pid1_root = None
                     self._auto_pivot()
@@ -293,7 +319,7 @@ class Supervisor:
         else:
             path = "/proc/1/root"
             try:
-                fd = _open_root(path)
+                fd = _open_root("1/root" if self._proc_fd is not None else path, self._proc_fd)
             except SupervisorError as exc:
                 self.log(3, f"PID 1 changed root, but this image cannot follow it: {exc}",
                          REASON=str(exc))
@@ -362,9 +388,9 @@ class SupervisorError(Exception):
     pass
 
 
-def _open_root(path: str) -> int:
+def _open_root(path: str, dir_fd: int | None = None) -> int:
     try:
-        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
         raise SupervisorError(f"cannot open new root {path}: {exc.strerror}") from None
     try:
