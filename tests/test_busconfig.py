@@ -655,3 +655,41 @@ def test_debian_session_conf() -> None:
     assert config.policy.can_send(user, MessageInfo(METHOD_RETURN, destination=":1.2",
                                                     reply_serial=9),
                                   PeerNames(":1.2"), requested_reply=False)
+
+
+def test_more_inclusion_edges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "inner.conf", """
+        <servicehelper>/usr/lib/helper</servicehelper>
+        <apparmor mode="required"/>
+        """)
+    config = load(write(tmp_path / "top.conf", f"""
+        {LISTEN}
+        <servicehelper>/old</servicehelper>
+        <include>inner.conf</include>
+        """))
+    assert config.servicehelper == "/usr/lib/helper" and config.apparmor_mode == "required"
+    # a chain of distinct files deeper than the bound
+    for n in range(busconfig.MAX_INCLUDE_DEPTH + 1):
+        write(tmp_path / "chain" / f"{n}.conf", f"<include>{n + 1}.conf</include>")
+    with pytest.raises(ConfigError, match="nested more than"):
+        load(write(tmp_path / "deep.conf", f"{LISTEN}<include>chain/0.conf</include>"))
+    # a directory where a file should be, and a file where a directory should be
+    (tmp_path / "adir.conf").mkdir()
+    with pytest.raises(ConfigError, match="Failed to open"):
+        load(write(tmp_path / "d.conf", f"{LISTEN}<include>adir.conf</include>"))
+    with pytest.raises(ConfigError, match="Failed to read directory"):
+        load(write(tmp_path / "e.conf", f"{LISTEN}<includedir>inner.conf</includedir>"))
+    # SELinux enabled but no policy root to be found
+    monkeypatch.setattr(busconfig, "selinux_policy_root", lambda: None)
+    with pytest.raises(ConfigError, match="Could not determine SELinux policy root"):
+        load(write(tmp_path / "f.conf", f"""
+            {LISTEN}
+            <include selinux_root_relative="yes">contexts/dbus_contexts</include>
+            """), selinux_enabled=True)
+
+
+def test_system_user_database() -> None:
+    users = busconfig.SystemUserDatabase()
+    assert users.uid("root") == 0 and users.gid("root") == 0
+    assert users.uid("no-such-user-bootbus") is None
+    assert users.gid("no-such-group-bootbus") is None
