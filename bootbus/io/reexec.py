@@ -211,27 +211,37 @@ def check_inherited(restored: Restored) -> None:
 
 
 def execute(target: ExecPlan, keep_fds: list[int]) -> OSError:
-    """exec the plan; returns only on failure, with everything as it was."""
+    """exec the plan; returns only on failure, with everything as it was.
+
+    "Everything": the inheritable flags of ``keep_fds``, and for a pivot the
+    root and the working directory (the chroot is undone through fds of both
+    opened before it).
+    """
     changed = [fd for fd in keep_fds if not os.get_inheritable(fd)]
     for fd in changed:
         os.set_inheritable(fd, True)
-    old_root = None
+    old_root: int | None = None
+    old_cwd: int | None = None
     try:
         if target.root_fd is not None:
             old_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            old_cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             os.fchdir(target.root_fd)
             os.chroot(".")
             os.chdir("/")
         os.execve(target.interpreter, target.argv, target.env)
     except OSError as exc:
         error = exc
-    if old_root is not None:
-        try:
+    try:
+        if old_root is not None:
             os.fchdir(old_root)
             os.chroot(".")
-            os.chdir("/")
-        finally:
-            os.close(old_root)
-    for fd in changed:
-        os.set_inheritable(fd, False)
+        if old_cwd is not None:
+            os.fchdir(old_cwd)
+    finally:
+        for opened in (old_root, old_cwd):
+            if opened is not None:
+                os.close(opened)
+        for fd in changed:
+            os.set_inheritable(fd, False)
     return error

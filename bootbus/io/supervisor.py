@@ -99,6 +99,8 @@ class Supervisor:
     _proc_fd: int | None = None
     _next_root_check: float = 0.0
     on_before_exec: list[Callable[[], None]] = field(default_factory=list)
+    # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
+    on_exec_failed: list[Callable[[str], None]] = field(default_factory=list)
 
     def install(self) -> None:
         self.bus.services[SERVICE] = self.handle
@@ -369,7 +371,10 @@ class Supervisor:
         if target.root_fd is not None:
             self.pivots.pop()
         self.answer_after_exec = []
-        self._fail(f"exec of {target.interpreter} failed: {error}")
+        reason = f"exec of {target.interpreter} failed: {error}"
+        for failed in self.on_exec_failed:
+            failed(reason)
+        self._fail(reason)
 
     # -- replies ------------------------------------------------------------------
     def _reply(self, peer: Peer, serial: int) -> None:
