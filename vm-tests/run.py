@@ -175,27 +175,38 @@ def private_dracut(work: Path, variant: Variant) -> Path:
     shutil.copytree(REPO / "dracut" / "99bootbus", modules / "99bootbus")
     shutil.copytree(GUEST / "95bootbus-vmtest", modules / "95bootbus-vmtest")
     if not variant.at_argv0:
-        strip_at(modules / "99bootbus" / "bootbus-initrd.service")
+        unit = modules / "99bootbus" / "bootbus-initrd.service"
+        text = unit.read_text()
+        unit.unlink()  # never write through a symlink into units/
+        unit.write_text(text)
+        strip_at(unit)
         strip_at(modules / "99bootbus" / "bootbus-start.sh")
     return base
 
 
 def strip_at(path: Path) -> None:
-    """Negative control: start the daemon without '@' in argv[0]."""
+    """Negative control: the daemon without '@' in argv[0], at start and on re-exec.
+
+    BOOTBUS_ARGV0 asks the daemon to re-execute itself under that name
+    instead of choosing '@bootbus' (what it does in an initramfs).
+    """
     text = path.read_text()
-    text = text.replace("ExecStart=@/usr/bin/python3 @bootbus ", "ExecStart=/usr/bin/python3 ")
-    text = text.replace("exec -a @bootbus ", "exec ")
+    text = text.replace("ExecStart=@/usr/bin/python3 @bootbus ",
+                        "Environment=BOOTBUS_ARGV0=bootbus\nExecStart=/usr/bin/python3 ")
+    text = text.replace("exec -a @bootbus ", "BOOTBUS_ARGV0=bootbus exec ")
     path.write_text(text)
 
 
-def build_initramfs(work: Path, kernel: Kernel, variant: Variant) -> Path:
-    base = private_dracut(work, variant)
-    output = work / "initrd.img"
-    modules = DRACUT_BASE_MODULES
+def build_initramfs(work: Path, kernel: Kernel, variant: Variant,
+                    modules: str = DRACUT_BASE_MODULES, name: str = "initrd.img") -> Path:
+    base = work / "dracut"
+    if not base.exists():
+        private_dracut(work, variant)
+    output = work / name
     if variant.systemd_initramfs:
         modules = f"{DRACUT_SYSTEMD_MODULES} {modules}"
     env = {**os.environ, "dracutbasedir": str(base), "BOOTBUS_SOURCE": str(REPO)}
-    (work / "no-conf.d").mkdir()
+    (work / "no-conf.d").mkdir(exist_ok=True)
     started = time.monotonic()
     run("dracut", "--quiet", "--force", "--no-hostonly", "--no-hostonly-cmdline",
         "--conf", "/dev/null", "--confdir", work / "no-conf.d", "--tmpdir", work,
@@ -205,6 +216,26 @@ def build_initramfs(work: Path, kernel: Kernel, variant: Variant) -> Path:
         "--gzip", output, env=env)
     log(f"initramfs {output.stat().st_size / 1e6:.1f} MB in {time.monotonic() - started:.0f}s")
     return output
+
+
+def measure_size(kernel: Kernel) -> None:
+    """What bootbus adds to an initramfs: each flavour built with and without 99bootbus."""
+    without = DRACUT_BASE_MODULES.replace(" bootbus-vmtest", "").replace(" bootbus", "")
+    with_bootbus = DRACUT_BASE_MODULES.replace(" bootbus-vmtest", "")
+    for variant, label in ((Variant(), "systemd"), (Variant(systemd_initramfs=False), "shell")):
+        work = Path(tempfile.mkdtemp(prefix="work-size-", dir=CACHE))
+        try:
+            sizes = []
+            for modules, name in ((without, "without.img"), (with_bootbus, "with.img")):
+                image = build_initramfs(work, kernel, variant, modules, name)
+                unpacked = int(run("sh", "-c", f"/usr/lib/dracut/skipcpio {image} | zcat | wc -c"))
+                sizes.append((image.stat().st_size, unpacked))
+            (packed0, raw0), (packed1, raw1) = sizes
+            log(f"size {label}: {packed0 / 1e6:.1f} MB -> {packed1 / 1e6:.1f} MB gzip "
+                f"(+{(packed1 - packed0) / 1e6:.1f} MB), {raw0 / 1e6:.1f} -> {raw1 / 1e6:.1f} MB "
+                f"cpio (+{(raw1 - raw0) / 1e6:.1f} MB)")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def root_extras(work: Path, kernel: Kernel, initramfs: Path, variant: Variant) -> Path:
@@ -229,18 +260,20 @@ def root_extras(work: Path, kernel: Kernel, initramfs: Path, variant: Variant) -
     system.mkdir(parents=True)
     for unit in units:
         shutil.copy(REPO / "units" / unit, system / unit)
-    shutil.copy(GUEST / "bootbus-vmtest.service", system / "bootbus-vmtest.service")
+    for unit in ("bootbus-vmtest.service", "bootbus-vmtest-shutdown.service"):
+        shutil.copy(GUEST / unit, system / unit)
     # Like bootbus-initrd.service, the initramfs client's unit exists in the
     # real root too, so systemd still knows the unit after switch_root.
     shutil.copy(GUEST / "95bootbus-vmtest" / "bootbus-vmtest-client.service",
                 system / "bootbus-vmtest-client.service")
-    wants = {"sysinit.target.wants": ["bootbus-pivot.service", "bootbus-shutdown.service"],
+    wants = {"sysinit.target.wants": ["bootbus-pivot.service", "bootbus-shutdown.service",
+                                      "bootbus-vmtest-shutdown.service"],
              "sockets.target.wants": ["bootbus.socket"],
              "multi-user.target.wants": ["bootbus-vmtest.service"]}
     for target, names in wants.items():
         (system / target).mkdir()
         for name in names:
-            if name in units or name == "bootbus-vmtest.service":
+            if name in units or name.startswith("bootbus-vmtest"):
                 (system / target / name).symlink_to(f"/etc/systemd/system/{name}")
     return extra
 
@@ -384,19 +417,23 @@ def check_live_to_poweroff(result: Boot) -> list[str]:
         problems.append("in the real root the daemon still runs from the deleted initramfs "
                         f"(pivot not completed): {root_daemon}")
     final_daemon = one(result, "final-daemon", problems)
-    if final_daemon and final_daemon.get("root") != "/":
-        problems.append(f"at the last hook the daemon is not rooted in /run/initramfs: "
-                        f"{final_daemon}")
+    # Seen from the shutdown root the daemon's root is "/" or, when it entered the
+    # directory rather than systemd-shutdown's bind mount of it, /oldsys/run/initramfs.
+    if final_daemon and (final_daemon.get("root") not in ("/", "/oldsys/run/initramfs")
+                         or "/oldroot" in final_daemon.get("exe", "/oldroot")
+                         or final_daemon.get("deleted_maps") != "0"):
+        problems.append(f"at the last hook the daemon does not run from the shutdown "
+                        f"initramfs: {final_daemon}")
     if result.find("initrd-client-lost"):
         problems.append(f"the initramfs client lost the bus: {result.find('initrd-client-lost')}")
     return problems + powered_off(result)
 
 
 def check_killed_without_at(result: Boot) -> list[str]:
-    """Negative control: without '@' the daemon does not reach the last shutdown hook."""
-    problems: list[str] = []
-    if not result.find("root-ping") or result.find("root-ping")[-1].get("ok") != "1":
-        problems.append("the bus did not even serve in the real root (control is void)")
+    """Negative control: without '@' systemd-shutdown kills the daemon before the last hook."""
+    problems = control_is_valid(result)
+    if not result.find("root-shutdown-initramfs"):
+        problems.append("the shutdown never reached dracut-shutdown's unpack (control is void)")
     final = one(result, "final-ping", problems)
     if final and final.get("ok") == "1":
         problems.append("the daemon survived shutdown without '@' in argv[0]: "
@@ -404,40 +441,101 @@ def check_killed_without_at(result: Boot) -> list[str]:
     return problems + powered_off(result)
 
 
+def check_killed_at_oldroot(result: Boot) -> list[str]:
+    """Negative control: without the shutdown pivot dracut kills it for using /oldroot."""
+    problems = control_is_valid(result)
+    final = one(result, "final-ping", problems)
+    if final and final.get("ok") == "1":
+        problems.append("the daemon reached the last hook without the shutdown pivot: "
+                        "the pivot into /run/initramfs is not what keeps it alive")
+    return problems + powered_off(result)
+
+
+def control_is_valid(result: Boot) -> list[str]:
+    """A negative control only counts if everything up to the removed mechanism worked."""
+    ping = result.find("root-ping")
+    if not ping or ping[-1].get("ok") != "1":
+        return ["the bus did not serve the real root (the control proves nothing)"]
+    if not result.find("final-hook"):
+        return ["dracut's last shutdown hook never ran (the control proves nothing)"]
+    return []
+
+
+def check_journal(result: Boot) -> list[str]:
+    """Scenario d: the initramfs's records are in the real root's journal, with their times."""
+    problems: list[str] = []
+    journal = one(result, "root-journal", problems)
+    if journal and journal.get("ok") != "1":
+        problems.append(f"journalctl failed in the real root: {journal.get('error')}")
+    elif journal:
+        stamp = journal.get("listening_journal_usec", "none")
+        if journal.get("early", "0") == "0" or journal.get("listening_usec") == "none":
+            problems.append("the real root's journal lacks bootbus's initramfs records "
+                            f"(its 'listening' record): {journal}")
+        elif not stamp.isdigit() or int(stamp) >= int(journal["pivot_usec"]):
+            problems.append("journalctl shows the initramfs 'listening' record with a time "
+                            f"after the pivot, not its own: {journal}")
+    return problems + powered_off(result)
+
+
+def check_emergency_status(result: Boot) -> list[str]:
+    """Scenario e: bootbusctl status works in the emergency shell and names the breakpoint."""
+    problems: list[str] = []
+    status = one(result, "emergency-status", problems)
+    if status and status.get("rc") != "0":
+        problems.append(f"bootbusctl status failed in the emergency shell (rc {status.get('rc')})")
+    text = "\n".join(line for line in result.log.splitlines() if "BOOTBUS-VM-STATUS:" in line)
+    if status and "pre-mount" not in text:
+        problems.append("bootbusctl status does not say why the boot stopped "
+                        "(no 'pre-mount' in its output)")
+    return problems + powered_off(result)
+
+
+FULL = Variant()
 SCENARIOS = (
-    Scenario("boot", "kernel + dracut/systemd initramfs + root + shutdown hooks (no bus needed)",
-             Variant(), check_boot_infrastructure),
     Scenario("a-systemd", "systemd initramfs: a client from the initramfs lives to the last "
-             "shutdown hook, seen from the real root", Variant(), check_live_to_poweroff),
+             "shutdown hook, seen from the real root", FULL, check_live_to_poweroff),
     Scenario("b-shell", "dracut shell init (no systemd in the initramfs) -> real root",
              Variant(systemd_initramfs=False), check_live_to_poweroff),
     Scenario("c-no-at", "negative control: without '@' the daemon is killed at shutdown",
              Variant(at_argv0=False), check_killed_without_at),
+    Scenario("c-no-shutdown-pivot", "negative control: without the shutdown pivot the "
+             "daemon is killed at /oldroot", Variant(shutdown_pivot=False),
+             check_killed_at_oldroot),
+    Scenario("d-journal", "initramfs records in the real root's journalctl, original times "
+             "(same boot as a-systemd)", FULL, check_journal),
+    Scenario("e-emergency", "bootbusctl status in the rd.break emergency shell says why",
+             Variant(cmdline="rd.break=pre-mount rd.shell=1"), check_emergency_status),
+    Scenario("boot", "infrastructure only: kernel, dracut/systemd initramfs, root, shutdown "
+             "hooks (not in the default set)", FULL, check_boot_infrastructure),
 )
+DEFAULT_SCENARIOS = tuple(s.name for s in SCENARIOS if s.name != "boot")
 
 
-def run_scenario(scenario: Scenario, kernel: Kernel, root: Path, keep: bool,
-                 append: str = "") -> bool:
-    work = Path(tempfile.mkdtemp(prefix=f"work-{scenario.name}-", dir=CACHE))
+def boot_variant(variant: Variant, kernel: Kernel, root: Path, keep: bool, append: str,
+                 label: str) -> Boot:
+    work = Path(tempfile.mkdtemp(prefix=f"work-{label}-", dir=CACHE))
     try:
-        initramfs = build_initramfs(work, kernel, scenario.variant)
-        image = build_image(work, root, root_extras(work, kernel, initramfs, scenario.variant))
-        cmdline = f"{CMDLINE} {scenario.variant.cmdline} {append}".strip()
-        result = boot(kernel, initramfs, image, cmdline)
+        initramfs = build_initramfs(work, kernel, variant)
+        image = build_image(work, root, root_extras(work, kernel, initramfs, variant))
+        return boot(kernel, initramfs, image, f"{CMDLINE} {variant.cmdline} {append}".strip())
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def report(scenario: Scenario, result: Boot) -> bool:
     problems = scenario.check(result)
     RESULTS.mkdir(exist_ok=True)
     log_path = RESULTS / f"{scenario.name}.log"
-    log_path.write_text(result.log)
     events = " ".join(name for name, _ in result.markers)
     if problems:
-        log(f"FAIL {scenario.name} ({result.seconds:.0f}s): " + "; ".join(problems))
+        log_path.write_text(result.log)
+        log(f"FAIL {scenario.name} ({result.seconds:.0f}s boot): " + "; ".join(problems))
         log(f"     markers: {events or 'none'}; serial log: {log_path}")
         return False
-    log(f"PASS {scenario.name} ({result.seconds:.0f}s): {events}")
-    log_path.unlink()
+    log_path.unlink(missing_ok=True)
+    log(f"PASS {scenario.name} ({result.seconds:.0f}s boot): {events}")
     return True
 
 
@@ -446,6 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", action="append", help="run only these (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the scenarios")
+    parser.add_argument("--measure-size", action="store_true",
+                        help="only measure what bootbus adds to each initramfs flavour")
     parser.add_argument("--keep-work", action="store_true", help="keep initramfs and image")
     parser.add_argument("--append", default="", help="more kernel command line, e.g. "
                         "'systemd.journald.forward_to_console=1' to see the guest's logs")
@@ -454,8 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scenario in SCENARIOS:
             print(f"{scenario.name:12} {scenario.summary}")
         return 0
-    chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
-    if args.scenario and len(chosen) != len(args.scenario):
+    wanted = args.scenario or DEFAULT_SCENARIOS
+    chosen = [s for s in SCENARIOS if s.name in wanted]
+    if len(chosen) != len(set(wanted)):
         parser.error(f"unknown scenario in {args.scenario}")
     if os.geteuid() != 0:
         print("vm-tests need root (debootstrap, mount, mke2fs -d)", file=sys.stderr)
@@ -466,8 +567,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     kernel = prepare_kernel()
     root = prepare_root()
     log(f"set-up done in {time.monotonic() - started:.0f}s (kernel {kernel.version})")
-    passed = sum(run_scenario(s, kernel, root, args.keep_work, args.append) for s in chosen)
+    if args.measure_size:
+        measure_size(kernel)
+        return 0
+    boots: dict[Variant, Boot] = {}  # scenarios of the same variant share one boot
+    passed = 0
+    for scenario in chosen:
+        if scenario.variant not in boots:
+            boots[scenario.variant] = boot_variant(scenario.variant, kernel, root,
+                                                   args.keep_work, args.append, scenario.name)
+        passed += report(scenario, boots[scenario.variant])
     failed = len(chosen) - passed
+    log(f"total {time.monotonic() - started:.0f}s")
     print(f"vm-test: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -14,8 +14,10 @@ the first connection: the initramfs files vanish at switch_root.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
+import subprocess
 import sys
 
 from jeepney import HeaderFields, MessageType, new_error, new_method_call, new_method_return
@@ -104,7 +106,8 @@ def daemon(tag: str) -> int:
                 argv = stream.read().split(b"\0")
         except OSError:
             continue
-        if argv[1:3] == [b"-m", b"bootbus"]:
+        # Started as `python3 -m bootbus`; after a re-exec argv[0] is '@bootbus' (-c ...).
+        if argv[1:3] == [b"-m", b"bootbus"] or argv[0].startswith(b"@bootbus"):
             with open(f"/proc/{entry}/maps") as stream:
                 deleted = sum(1 for line in stream if line.rstrip().endswith("(deleted)"))
             marker(f"{tag}-daemon", pid=entry, argv0=argv[0].decode(),
@@ -115,9 +118,33 @@ def daemon(tag: str) -> int:
     return 1
 
 
+def journal(tag: str) -> int:
+    """The initramfs's bootbus records, as journalctl shows them in the real root."""
+    try:
+        with open("/run/bootbus-vmtest-pivot-uptime") as stream:
+            pivot_usec = int(float(stream.read().split()[0]) * 1_000_000)
+        output = subprocess.run(
+            ["journalctl", "-b", "-o", "json", "--no-pager", "BOOTBUS_PHASE=initramfs"],
+            capture_output=True, text=True, check=True, timeout=CALL_TIMEOUT * 3).stdout
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
+        marker(f"{tag}-journal", ok=0, error=repr(str(error)).replace(" ", "_"))
+        return 1
+    # BOOTBUS_PHASE=initramfs lasts until the pivot completes, after switch_root:
+    # the records logged before the pivot hook are the initramfs's own.
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    early = [r for r in records if int(r.get("BOOTBUS_MONOTONIC_USEC", "0") or 0) < pivot_usec]
+    listening = [r for r in early if "listening" in str(r.get("MESSAGE", ""))]
+    first = listening[0] if listening else {}
+    marker(f"{tag}-journal", ok=1, records=len(records), early=len(early),
+           listening_usec=first.get("BOOTBUS_MONOTONIC_USEC", "none"),
+           listening_journal_usec=first.get("__MONOTONIC_TIMESTAMP", "none"),
+           pivot_usec=pivot_usec)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["serve", "ping", "daemon"])
+    parser.add_argument("command", choices=["serve", "ping", "daemon", "journal"])
     parser.add_argument("--address")
     parser.add_argument("--tag", default="root")
     parser.add_argument("--ready-file")
@@ -126,6 +153,8 @@ def main() -> int:
         return serve(bus_address(args.address), args.ready_file)
     if args.command == "ping":
         return ping(bus_address(args.address), args.tag)
+    if args.command == "journal":
+        return journal(args.tag)
     return daemon(args.tag)
 
 

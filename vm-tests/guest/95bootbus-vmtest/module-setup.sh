@@ -19,10 +19,13 @@ install() {
         [[ $_src ]] && inst_simple "$_src" "${_dst:-$_src}"
     done < <(cd / && PYTHONPATH="$BOOTBUS_SOURCE" /usr/bin/python3 -m bootbus.initramfs list \
         --with-module jeepney.io.blocking --with-module jeepney.bus_messages \
-        --with-module argparse)
+        --with-module argparse \
+        --with-module json --with-module subprocess)
     inst_simple "$moddir/vmclient.py" /usr/lib/bootbus-vmtest/vmclient.py
     inst_hook pre-pivot 99 "$moddir/vmtest-pre-pivot.sh"
     inst_hook shutdown 99 "$moddir/vmtest-final.sh"
+    inst_hook emergency 99 "$moddir/vmtest-emergency.sh"
+    inst_multiple poweroff
     if dracut_module_included "systemd"; then
         inst_simple "$moddir/bootbus-vmtest-client.service" \
             "$systemdsystemunitdir/bootbus-vmtest-client.service"
