@@ -197,7 +197,7 @@ def _by_name(events: list) -> dict[str, list]:
 
 
 TestNameQueues = NameQueues.TestCase
-TestNameQueues.settings = settings(max_examples=300, stateful_step_count=30, deadline=None,
+TestNameQueues.settings = settings(max_examples=200, stateful_step_count=30, deadline=None,
                                    database=None)
 
 

@@ -22,7 +22,7 @@ from .strategies import (
 )
 
 ENDIANS = st.sampled_from(["l", "B"])
-FAST = settings(max_examples=300, deadline=None, database=None)
+FAST = settings(max_examples=250, deadline=None, database=None)
 
 
 def sig_of(types: list[Tree]) -> str:
@@ -44,7 +44,7 @@ def test_bodies_agree_with_jeepney_both_ways(body: tuple[list[Tree], list[Any]],
     assert mm.marshal(sig, mm.unmarshal(sig, ours, endian), endian) == ours
 
 
-@FAST
+@settings(max_examples=100, deadline=None, database=None)
 @given(st.lists(type_trees(max_leaves=10), max_size=6))
 def test_signatures_split_into_the_drawn_types(types: list[Tree]) -> None:
     sig = sig_of(types)
