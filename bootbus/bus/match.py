@@ -25,6 +25,10 @@ class MatchRuleError(Exception):
     """The text is not a valid match rule."""
 
 
+class MatchRuleTooLong(MatchRuleError):
+    """The rule exceeds MAX_RULE_LENGTH (a limit, not a syntax error)."""
+
+
 @dataclass(frozen=True)
 class MatchRule:
     text: str
@@ -95,12 +99,13 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 def parse_rule(text: str) -> MatchRule:
     if len(text.encode()) > MAX_RULE_LENGTH:
-        raise MatchRuleError(f"match rule is longer than {MAX_RULE_LENGTH} bytes")
+        raise MatchRuleTooLong(f"Match rule text is {len(text.encode())} bytes, maximum is "
+                               f"{MAX_RULE_LENGTH}")
     fields: dict[str, Any] = {}
     args: dict[int, str] = {}
     arg_paths: dict[int, str] = {}
     for key, value in _tokens(text):
-        if key in fields:
+        if key in fields and key != "eavesdrop":  # dbus-daemon: eavesdrop may repeat, last wins
             raise MatchRuleError(f"match rule {text!r} has key {key!r} twice")
         if key == "type":
             if value not in _TYPES:
@@ -135,6 +140,8 @@ def parse_rule(text: str) -> MatchRule:
             fields[key] = value
         else:
             raise MatchRuleError(f"match rule {text!r} has unknown key {key!r}")
+    if "arg0namespace" in fields and (0 in args or 0 in arg_paths):
+        raise MatchRuleError("Argument arg0namespace matched more than once")
     if "path" in fields and "path_namespace" in fields:
         raise MatchRuleError("match rule has both path and path_namespace")
     for dup in ("args", "arg_paths"):
@@ -194,11 +201,16 @@ def matches(rule: MatchRule, msg: m.Message, sender: str | None,
         return False
     if rule.path_namespace is not None:
         ns = rule.path_namespace
-        path = msg.path or ""
+        path = msg.path
+        if path is None:
+            return False
         if ns != "/" and path != ns and not path.startswith(ns + "/"):
             return False
     if rule.destination is not None and rule.destination != msg.destination:
-        return False
+        # the rule names a connection: it matches messages to a name it owns too
+        dest = msg.destination
+        if dest is None or is_unique_name(dest) or not sender_owns(dest, rule.destination):
+            return False
     if rule.sender is not None and rule.sender != sender:
         if sender is None or is_unique_name(rule.sender) or not sender_owns(rule.sender, sender):
             return False

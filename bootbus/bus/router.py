@@ -37,6 +37,7 @@ MAX_NAMES_PER_PEER = 512  # dbus-daemon's max_names_per_connection default
 MAX_OUTGOING_BYTES_PER_PEER = 128 * 1024 * 1024  # dbus-daemon's max_outgoing_bytes (127 MB)
 
 ERR_SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
+ERR_NAME_HAS_NO_OWNER = "org.freedesktop.DBus.Error.NameHasNoOwner"
 ERR_NO_REPLY = "org.freedesktop.DBus.Error.NoReply"
 ERR_LIMITS_EXCEEDED = "org.freedesktop.DBus.Error.LimitsExceeded"
 ERR_NOT_SUPPORTED = "org.freedesktop.DBus.Error.NotSupported"
@@ -186,7 +187,10 @@ class Bus:
                 return
             self._to_monitors(peer, msg)
             self._release_fds(msg)
-            if wants_reply:
+            if wants_reply and msg.flags & m.FLAG_NO_AUTO_START:
+                self.send_error(peer, msg, ERR_NAME_HAS_NO_OWNER,
+                                f'Name "{msg.destination}" does not exist')
+            elif wants_reply:
                 self.send_error(peer, msg, ERR_SERVICE_UNKNOWN,
                                 f"The name {msg.destination} was not provided by any "
                                 ".service files")
