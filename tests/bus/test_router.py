@@ -557,3 +557,42 @@ def test_derived_indexes_rebuild_to_the_same_routing() -> None:
         client.received()
     a.signal()
     assert [len(x.received()) for x in (b, c, mon)] == [1, 1, 1]
+
+
+class QueueingActivator:
+    """Holds auto-started calls as the real activator does, until the name is owned."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[object, m.Message]] = []
+
+    def can_activate(self, name: str) -> bool:
+        return name == "com.example.Lazy"
+
+    def auto_start(self, peer: object, msg: m.Message) -> None:
+        self.held.append((peer, msg))
+
+
+def test_auto_start_holds_the_call_until_the_name_is_owned() -> None:
+    bus = new_bus()
+    bus.activator = activator = QueueingActivator()
+    a = connect(bus)
+    serial = a.call("com.example.Lazy", "Frob", "s", ("x",))
+    assert a.received() == [] and [msg.serial for _, msg in activator.held] == [serial]
+    service = connect(bus)
+    service.ask_bus("RequestName", "su", ("com.example.Lazy", 0))
+    service.received()
+    for peer, msg in activator.held:
+        bus.dispatch(peer, msg)  # type: ignore[arg-type]
+    (call,) = service.received()
+    assert (call.sender, call.serial, call.args()) == (a.unique_name, serial, ["x"])
+    service.reply(call, "s", ("done",))
+    assert a.reply_to(serial).args() == ["done"]
+
+
+def test_no_auto_start_skips_the_activator() -> None:
+    bus = new_bus()
+    bus.activator = activator = QueueingActivator()
+    a = connect(bus)
+    serial = a.call("com.example.Lazy", "Frob", flags=m.FLAG_NO_AUTO_START)
+    assert a.reply_to(serial).error_name == "org.freedesktop.DBus.Error.NameHasNoOwner"
+    assert activator.held == []
