@@ -174,6 +174,10 @@ class Supervisor:
             return
         self._start(peer, msg, None, self.phase)
 
+    def _left_initramfs(self) -> bool:
+        return self.phase != PHASE_INITRAMFS and any(
+            p.get("from_phase") == PHASE_INITRAMFS for p in self.pivots)
+
     def _in_progress(self) -> bool:
         return self.preflight is not None or self.exec_target is not None
 
@@ -192,6 +196,9 @@ class Supervisor:
             self.bus.reply(peer, msg, sender=SERVICE)
             return
         if not newroot:
+            if self.prepared_root is None and self._left_initramfs():
+                self.bus.reply(peer, msg, sender=SERVICE)  # already done (the bus followed PID 1)
+                return
             if self.prepared_root is None:
                 raise SupervisorError("no pivot was prepared (Pivot(new_root, true) first)")
             newroot = self.prepared_path
