@@ -596,3 +596,15 @@ def test_no_auto_start_skips_the_activator() -> None:
     serial = a.call("com.example.Lazy", "Frob", flags=m.FLAG_NO_AUTO_START)
     assert a.reply_to(serial).error_name == "org.freedesktop.DBus.Error.NameHasNoOwner"
     assert activator.held == []
+
+
+def test_an_eavesdropper_with_two_matching_rules_gets_one_copy() -> None:
+    # dbus-daemon adds each connection once to a message's recipients
+    # (bus_connection_mark_stamp in bus/signals.c), however many of its rules match
+    bus = new_bus()
+    a, b, spy = connect(bus), connect(bus), connect(bus)
+    spy.add_match("eavesdrop='true'")
+    spy.add_match("eavesdrop='true',type='method_call'")
+    a.call(b.unique_name, "Frob")
+    a.signal("Direct", destination=b.unique_name)
+    assert [x.member for x in spy.received()] == ["Frob", "Direct"]
