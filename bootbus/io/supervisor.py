@@ -195,10 +195,11 @@ class Supervisor:
             self.prepare_pivot(newroot)
             self.bus.reply(peer, msg, sender=SERVICE)
             return
+        if self.prepared_root is None and self._left_initramfs() and newroot in (
+                "", self.pivots[-1].get("root")):
+            self.bus.reply(peer, msg, sender=SERVICE)  # already done (the bus followed PID 1)
+            return
         if not newroot:
-            if self.prepared_root is None and self._left_initramfs():
-                self.bus.reply(peer, msg, sender=SERVICE)  # already done (the bus followed PID 1)
-                return
             if self.prepared_root is None:
                 raise SupervisorError("no pivot was prepared (Pivot(new_root, true) first)")
             newroot = self.prepared_path
