@@ -34,6 +34,7 @@ SERVICES = {
     "org.bootbus.test.Missing": "Exec=/nonexistent/bootbus-test-program --flag",
     "org.bootbus.test.Exits": "Exec=/bin/sh -c 'echo giving up; exit 3'",
     "org.bootbus.test.NoAuto": f"Exec={PYTHON} {ECHO} org.bootbus.test.NoAuto",
+    "org.bootbus.test.ViaSystemd": "Exec=/bin/false\nSystemdService=bbtest-echo.service",
 }
 
 
@@ -215,3 +216,27 @@ def test_a_service_file_added_later_is_found(daemon: Daemon, client: Client) -> 
     (echoed,) = client.call(name, "/", ECHO_IFACE, "Echo", "s", ("later",),
                             timeout=CALL_TIMEOUT)
     assert echoed == "later"
+
+
+def test_systemd_service_is_delegated_when_systemd_is_on_the_bus(
+        daemon: Daemon, client: Client) -> None:
+    """A fake systemd owns org.freedesktop.systemd1, gets ActivationRequest(unit) from
+    the bus driver, and has the name owned (here by itself); the held call arrives."""
+    name = "org.bootbus.test.ViaSystemd"
+    with Client(daemon.address) as systemd, Client(daemon.address) as service:
+        (code,) = systemd.call(BUS, BUS_PATH, BUS, "RequestName", "su",
+                               ("org.freedesktop.systemd1", 4))
+        assert code == 1
+        serial = client.call_async(name, "/", ECHO_IFACE, "Echo", "s", ("via systemd",))
+        request = next(msg for msg in systemd.messages(timeout=CALL_TIMEOUT)
+                       if msg.type == m.SIGNAL and msg.member == "ActivationRequest")
+        assert (request.interface, request.path, request.sender) == (
+            "org.freedesktop.systemd1.Activator", BUS_PATH, BUS)
+        assert request.args() == ["bbtest-echo.service"]
+        assert service.call(BUS, BUS_PATH, BUS, "RequestName", "su", (name, 4)) == [1]
+        call = next(msg for msg in service.messages(timeout=CALL_TIMEOUT)
+                    if msg.type == m.METHOD_CALL and msg.member == "Echo")
+        service.send(m.build(m.METHOD_RETURN, service.next_serial(), reply_serial=call.serial,
+                             destination=call.sender, signature="s", args=tuple(call.args())))
+        reply = client.wait_reply(serial, timeout=CALL_TIMEOUT)
+        assert reply.type == m.METHOD_RETURN and reply.args() == ["via systemd"]

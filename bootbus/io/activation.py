@@ -53,6 +53,8 @@ ERR_TIMED_OUT = E + "TimedOut"
 ERR_LIMITS = E + "LimitsExceeded"
 ERR_SERVICE_UNKNOWN = E + "ServiceUnknown"
 START_REPLY_SUCCESS = 1
+SYSTEMD_NAME = "org.freedesktop.systemd1"
+SYSTEMD_ACTIVATOR_IFACE = "org.freedesktop.systemd1.Activator"
 
 Logger = Callable[..., None]
 
@@ -221,6 +223,9 @@ class Activator:
                            "activations has been reached, activation of %s failed" % name)
             return None
         activation = Activation(service, self.server.clock() + ACTIVATION_TIMEOUT)
+        if self._delegate(service):
+            self.pending[name] = activation
+            return activation
         try:
             activation.child = self._spawn(service)
         except (OSError, ServiceFileError, KeyError) as exc:
@@ -231,6 +236,23 @@ class Activator:
             return None
         self.pending[name] = activation
         return activation
+
+    def _delegate(self, service: ServiceFile) -> bool:
+        """SystemdService= with systemd on the bus: ask it, as dbus-daemon does.
+
+        The request is the signal org.freedesktop.systemd1.Activator.ActivationRequest(s
+        unit) from the bus driver to systemd; the unit's service then owns the name. A
+        failure systemd reports (ActivationFailure, a signal to the bus) is not read yet:
+        the callers get TimedOut instead.
+        """
+        systemd = self.bus.lookup(SYSTEMD_NAME)
+        if not service.systemd_service or systemd is None:
+            return False
+        self.bus.emit_signal(SYSTEMD_ACTIVATOR_IFACE, "ActivationRequest", "s",
+                             (service.systemd_service,), destination=systemd)
+        self.log(6, f"activating {service.name} through systemd: {service.systemd_service}",
+                 NAME=service.name, UNIT=service.systemd_service)
+        return True
 
     def _spawn(self, service: ServiceFile) -> Child:
         argv = service.argv()
