@@ -608,3 +608,26 @@ def test_an_eavesdropper_with_two_matching_rules_gets_one_copy() -> None:
     a.call(b.unique_name, "Frob")
     a.signal("Direct", destination=b.unique_name)
     assert [x.member for x in spy.received()] == ["Frob", "Direct"]
+
+
+def test_eavesdroppers_see_calls_to_the_driver() -> None:
+    # dbus-daemon 1.14 (checked with jeepney peers): a connection with an
+    # eavesdrop='true' rule receives other peers' method calls to
+    # org.freedesktop.DBus (and its own later AddMatch calls), not the driver's replies
+    bus = new_bus()
+    a, spy = connect(bus), connect(bus)
+    spy.add_match("eavesdrop='true'")
+    a.ask_bus("GetId")
+    assert [(x.member, x.sender, x.destination) for x in spy.received()] == [
+        ("GetId", a.unique_name, BUS)]
+
+
+def test_eavesdroppers_see_their_own_unicast_messages() -> None:
+    # dbus-daemon excludes only the addressed recipient from the match recipients,
+    # not the sender (checked: the spy receives a copy of its own call to another peer)
+    bus = new_bus()
+    b, spy = connect(bus), connect(bus)
+    spy.add_match("eavesdrop='true'")
+    spy.call(b.unique_name, "OwnCall")
+    assert [(x.member, x.sender) for x in spy.received()] == [("OwnCall", spy.unique_name)]
+    assert [x.member for x in b.received()] == ["OwnCall"]
