@@ -631,3 +631,26 @@ def test_eavesdroppers_see_their_own_unicast_messages() -> None:
     spy.call(b.unique_name, "OwnCall")
     assert [(x.member, x.sender) for x in spy.received()] == [("OwnCall", spy.unique_name)]
     assert [x.member for x in b.received()] == ["OwnCall"]
+
+
+@pytest.mark.parametrize("rules", [[], ["type='method_call'"]], ids=["all", "calls only"])
+def test_a_new_monitor_gets_name_lost_and_not_its_own_name_owner_changed(
+        rules: list[str]) -> None:
+    # dbus-daemon 1.14 (checked with jeepney peers): after the reply to BecomeMonitor the
+    # new monitor receives NameLost for its unique name whatever its rules, and does not
+    # receive the NameOwnerChanged that announces it (other peers and monitors do)
+    bus = new_bus()
+    old_monitor, watcher = connect(bus, uid=0), connect(bus)
+    become_monitor(old_monitor, [])
+    watcher.add_match("member='NameOwnerChanged'")
+    mon = connect(bus, uid=0)
+    old_monitor.received()
+    watcher.received()
+    serial = mon.call_bus("BecomeMonitor", "asu", (rules, 0),
+                          interface="org.freedesktop.DBus.Monitoring")
+    got = [(m.TYPE_NAMES[x.type], x.member, x.reply_serial, x.args()) for x in mon.received()]
+    assert got == [("method_return", None, serial, []),
+                   ("signal", "NameLost", 0, [mon.unique_name])]
+    name = mon.unique_name
+    assert [x.args() for x in watcher.received()] == [[name, name, ""]]
+    assert [x.member for x in old_monitor.received()][-2:] == ["NameLost", "NameOwnerChanged"]
