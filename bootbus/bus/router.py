@@ -264,7 +264,8 @@ class Bus:
         self._settle(shared)
 
     def _match(self, rule: MatchRule, msg: m.Message, sender: Peer | None) -> bool:
-        sender_name = sender.unique_name if sender is not None else BUS_NAME
+        # messages the bus emits carry their sender: the driver's or org.bootbus
+        sender_name = sender.unique_name if sender is not None else (msg.sender or BUS_NAME)
         return matches(rule, msg, sender_name, self.owns, lambda: _body_args(msg))
 
     def _to_monitors(self, peer: Peer | None, msg: m.Message,
