@@ -10,7 +10,8 @@ the way dracut does, with bootbus as the bus from first to last:
      and /run on a tmpfs of its own) and a real root at /sysroot (tmpfs, the
      same /usr with its own copy of bootbus), then chroots into the initramfs
      as its kernel-made rootfs would be;
-  2. starts bootbus there and connects a service (a well-known name, a match
+  2. starts bootbus there (pivots are asked for with bootbusctl, run from the
+     current root as dracut's hooks and the units do) and connects a service (a well-known name, a match
      rule), a caller and an emitter; leaves a call to the service unanswered
      and broadcasts numbered ticks;
   3. switches root as SCENARIO says:
@@ -21,7 +22,7 @@ the way dracut does, with bootbus as the bus from first to last:
                          new root through /proc/1/root
        systemd-explicit  pivot prepared; move the API mounts; move /sysroot
                          onto /; chroot; delete the old root; then complete
-                         the pivot with Pivot("", false) as bootbus-pivot.service
+                         the pivot with `bootbusctl pivot`, as bootbus-pivot.service
        systemd-auto      the same, but nobody completes it: the bus notices
                          that PID 1's root changed;
   4. moves the bus into /run/initramfs, as at shutdown, and then unmounts the
@@ -224,6 +225,17 @@ class Peers:
 # -- the boot ------------------------------------------------------------------------
 
 
+def bootbusctl(*args: str) -> str:
+    """bootbusctl as the hooks and units run it, from the current root's /usr/lib/bootbus."""
+    proc = subprocess.run(["/usr/bin/python3", "-m", "bootbus.ctl", "--address", ADDRESS, *args],
+                          env={"PYTHONPATH": "/usr/lib/bootbus", "PATH": "/usr/bin"},
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=PIVOT_TIMEOUT_S)
+    out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bootbusctl {' '.join(args)} failed ({proc.returncode}): {out}")
+    return out
+
+
 def status(peers: Peers) -> dict[str, Any]:
     (raw,) = peers.control.call(*SUPERVISOR, "GetStatus", timeout=CALL_TIMEOUT_S)
     return {key: value[1] for key, value in raw.items()}
@@ -356,16 +368,15 @@ def scenario() -> dict[str, Any]:
     old_root = {mnt_id("/"), mnt_id("/usr")}
     facts["before"]["old_root_refs"] = old_root_refs(daemon.pid, old_root)
     if SCENARIO != "busybox-unprepared":  # dracut's pre-pivot hook
-        peers.control.call(*SUPERVISOR, "Pivot", "sb", ("/sysroot", True),
-                           timeout=CALL_TIMEOUT_S)
+        facts["prepare"] = bootbusctl("pivot", "--prepare", "/sysroot")
     peers.call_service(2)  # in flight while the root switches
     if SCENARIO.startswith("busybox"):
         switch_busybox(peers, facts)
     else:
         switch_systemd(peers, facts)
-    if SCENARIO == "systemd-explicit":  # bootbus-pivot.service: pivot --complete
+    if SCENARIO == "systemd-explicit":  # bootbus-pivot.service completes the prepared pivot
         started = time.monotonic()
-        peers.control.call(*SUPERVISOR, "Pivot", "sb", ("", False), timeout=PIVOT_TIMEOUT_S)
+        facts["complete"] = bootbusctl("pivot")
         facts["explicit_pivot_s"] = time.monotonic() - started
     else:
         wait_generation(peers, 2)
@@ -387,8 +398,7 @@ def scenario() -> dict[str, Any]:
     peers.drain_service(1)
     for _ in range(TICKS_PER_STEP):
         peers.tick()
-    peers.control.call(*SUPERVISOR, "Pivot", "sb", ("/run/initramfs", False),
-                       timeout=PIVOT_TIMEOUT_S)
+    facts["shutdown_pivot"] = bootbusctl("pivot", "/run/initramfs")  # bootbus-shutdown.service
     facts["shutdown"] = after_pivot(peers, daemon, old_root, "/run/initramfs", 4)
     try:
         umount("/usr")  # not lazily: fails with EBUSY while anything maps python3 from it

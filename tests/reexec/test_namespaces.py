@@ -127,7 +127,7 @@ def test_busybox_switch_root_unprepared() -> None:
 
 @pytest.mark.timeout(SCENARIO_TIMEOUT_S + 10)
 def test_systemd_switch_root_explicit_completion() -> None:
-    """systemd in the initrd: prepared, switched, then Pivot('', false) completes it.
+    """systemd in the initrd: prepared, switched, then `bootbusctl pivot` completes it.
 
     The bus also follows PID 1 by itself (it checks every 0.5 s); whichever
     starts first, the explicit caller is answered by that one re-exec.
