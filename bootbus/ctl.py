@@ -1387,5 +1387,95 @@ def pivot(ctx: click.Context, prepare: bool, newroot: str) -> None:
     click.echo(f"pivot into {shown} {'prepared' if prepare else 'done'}")
 
 
+EXIT_NOT_FOUND = 4  # wait-device: no matching device appeared in time
+
+DEVICES_PATH = "/org/bootbus/Devices1"
+DEVICES_IFACE = "org.bootbus.Devices1"
+DEVICE_TIMEOUT_ERROR = "org.bootbus.Error.Timeout"
+
+
+class DeviceNotFound(click.ClickException):
+    """wait-device: the timeout passed without a matching device."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+def parse_device_filter(pairs: tuple[str, ...]) -> dict[str, str]:
+    """KEY=VALUE arguments to a property filter (exact match of every key)."""
+    wanted: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="FILTER")
+        wanted[key] = value
+    return wanted
+
+
+@main.command()
+@click.argument("filters", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.pass_context
+def devices(ctx: click.Context, filters: tuple[str, ...], as_json: bool) -> None:
+    """List devices whose udev properties match every KEY=VALUE (SUBSYSTEM too).
+
+    \b
+    bootbusctl devices SUBSYSTEM=block DEVTYPE=disk
+    """
+    wanted = parse_device_filter(filters)
+    live = connect(_target(ctx))
+    ctx.call_on_close(live.close)
+    (found,) = live.call(SERVICE, DEVICES_PATH, DEVICES_IFACE, "ListDevices", "a{ss}",
+                         (wanted,))
+    if as_json:
+        _emit_json({**live.source(), "devices": [
+            {"subsystem": sub, "sysname": name, "devpath": path, "properties": props}
+            for sub, name, path, props in found]})
+        return
+    _mode_line(live)
+    _table(["SUBSYSTEM", "SYSNAME", "DEVPATH"],
+           ([sub, name, path] for sub, name, path, _props in found))
+
+
+@main.command("wait-device")
+@click.argument("filters", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.option("--timeout", "wait_timeout", default=30.0, show_default=True,
+              type=click.FloatRange(0.0), help="seconds to wait for the device")
+@click.option("--json", "as_json", is_flag=True, help="print the device as JSON")
+@click.pass_context
+def wait_device(ctx: click.Context, filters: tuple[str, ...], wait_timeout: float,
+                as_json: bool) -> None:
+    """Wait until a device matching every KEY=VALUE exists, then print its devpath.
+
+    Exits 0 at once if one exists already, 4 if none appeared within --timeout.
+
+    \b
+    bootbusctl wait-device --timeout 90 SUBSYSTEM=block ID_FS_UUID=...
+    """
+    wanted = parse_device_filter(filters)
+    live = connect(_target(ctx))
+    ctx.call_on_close(live.close)
+    timeout_ms = min(int(wait_timeout * 1000), 0xFFFFFFFF)
+    try:
+        serial = live.client.call_async(SERVICE, DEVICES_PATH, DEVICES_IFACE, "WaitForDevice",
+                                        "a{ss}u", (wanted, timeout_ms))
+        # the bus answers at its deadline; give it the usual call timeout on top
+        answer = live.client.wait_reply(serial, wait_timeout + live.timeout)
+    except (TimeoutError, ConnectionError, OSError) as exc:
+        raise BusFailure(f"WaitForDevice: {exc}") from None
+    if answer.type == m.ERROR:
+        text = answer.args()[0] if answer.signature.startswith("s") else ""
+        if answer.error_name == DEVICE_TIMEOUT_ERROR:
+            shown = " ".join(filters)
+            raise DeviceNotFound(f"no device matching {shown} appeared within "
+                                 f"{wait_timeout:g} s")
+        raise BusFailure(f"WaitForDevice failed: {answer.error_name}: {text}")
+    subsystem, sysname, devpath, props = answer.args()
+    if as_json:
+        _emit_json({**live.source(), "subsystem": subsystem, "sysname": sysname,
+                    "devpath": devpath, "properties": props})
+        return
+    click.echo(devpath)
+
+
 if __name__ == "__main__":
     sys.exit(main())
