@@ -143,7 +143,7 @@ def longest_gap(stamps: list[float], start: float, end: float) -> float:
     return max(b - a for a, b in zip(inside, inside[1:]))
 
 
-def run(clients: int, rounds: int, nice: int | None) -> int:
+def run(clients: int, rounds: int, nice: int | None, source: Path) -> int:
     if nice is not None:  # children (daemon, service, prober) inherit it
         os.setpriority(os.PRIO_PROCESS, 0, nice)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -153,7 +153,7 @@ def run(clients: int, rounds: int, nice: int | None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bb-pause-"))
     sock_path = tmp / "sock"
     stderr_path = tmp / "stderr.log"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(source))  # the daemon's code; clients use REPO's
     with open(stderr_path, "wb") as stderr:
         daemon = subprocess.Popen([PYTHON, "-m", "bootbus", "--address", f"unix:path={sock_path}",
                                    "--print-address", "--runtime-dir", str(tmp / "rt")],
@@ -189,7 +189,8 @@ def run(clients: int, rounds: int, nice: int | None) -> int:
               f"median {statistics.median(pauses):.1f} ms (target <= {TARGET_MS:.0f} ms)")
         print("command: /usr/bin/python3 bench/reexec_pause.py "
               f"--clients {clients} --rounds {rounds}"
-              + (f" --nice {nice}" if nice is not None else ""))
+              + (f" --nice {nice}" if nice is not None else "")
+              + (f" --source {source}" if source != REPO else ""))
         return 0
     finally:
         for child in children:
@@ -244,8 +245,10 @@ def main() -> int:
     parser.add_argument("--nice", type=int, default=None,
                         help="run everything at this nice value (e.g. -20 as root, so that "
                         "other load on a shared machine does not count in the pause)")
+    parser.add_argument("--source", type=Path, default=REPO,
+                        help="run the daemon from this tree (holding bootbus/), to compare")
     args = parser.parse_args()
-    return run(args.clients, args.rounds, args.nice)
+    return run(args.clients, args.rounds, args.nice, args.source.resolve())
 
 
 if __name__ == "__main__":
