@@ -137,6 +137,7 @@ class Bus:
         dest = msg.destination
         if dest == BUS_NAME or (dest is None and msg.type == m.METHOD_CALL
                                 and msg.interface == BUS_NAME):
+            self._to_eavesdroppers(peer, msg, None, None)  # calls to the driver, not its replies
             self._to_monitors(peer, msg)
             self._release_fds(msg)
             if msg.type == m.METHOD_CALL and self.driver is not None:
@@ -242,12 +243,24 @@ class Bus:
                 pass  # monitors get their copy below, as monitors
             elif not msg.fds or target.unix_fd:
                 self._deliver(target, peer, msg, shared)
-        for eavesdropper, rule in self.eavesdroppers:
-            if eavesdropper is not target and eavesdropper is not peer and self._match(
-                    rule, msg, peer):
-                self._deliver(eavesdropper, peer, msg, shared)
+        self._to_eavesdroppers(peer, msg, target, shared)
         self._to_monitors(peer, msg, shared)
         self._settle(shared)
+
+    def _to_eavesdroppers(self, peer: Peer, msg: m.Message, target: Peer | None,
+                          shared: SharedFds | None) -> None:
+        """One copy per eavesdropping connection (the sender too, as dbus-daemon does)."""
+        if not self.eavesdroppers:
+            return
+        seen: set[int] = set()
+        for eavesdropper, rule in self.eavesdroppers:
+            if (eavesdropper is target or eavesdropper.id in seen
+                    or eavesdropper.state is not PeerState.ACTIVE
+                    or (msg.fds and not eavesdropper.unix_fd)):
+                continue
+            if self._match(rule, msg, peer):
+                seen.add(eavesdropper.id)
+                self._deliver(eavesdropper, peer, msg, shared)
 
     def _broadcast(self, peer: Peer, msg: m.Message) -> None:
         shared = SharedFds(msg.fds) if msg.fds else None
@@ -429,12 +442,14 @@ class Bus:
         self.name_events(events)
         self._answer_pending_of(peer)
         unique = peer.unique_name
+        # NameLost of its unique name reaches the new monitor whatever its rules;
+        # the NameOwnerChanged that follows goes to everyone else, not to it.
+        self.emit_signal(BUS_NAME, "NameLost", "s", (unique,), destination=peer)
         peer.monitor_rules = rules
         peer.state = PeerState.MONITOR
-        self.monitors.append(peer)
-        self.emit_signal(BUS_NAME, "NameLost", "s", (unique,), destination=peer)
         self.by_unique.pop(unique, None)
         self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss", (unique, unique, ""))
+        self.monitors.append(peer)
 
     # -- disconnect ----------------------------------------------------------
     def remove_peer(self, peer: Peer) -> list[OutFrame]:
