@@ -4,8 +4,9 @@ Owns: the memfd that carries a snapshot across exec, the inheritable flags of
 exactly the fds the snapshot lists, the preflight that proves the target code
 imports and reads this snapshot version before anything is torn down, and the
 pivot into a new root (fchdir to an O_PATH fd opened before the switch, then
-chroot "."). On any failure before exec succeeds, the running image's fds and
-root are restored and the caller keeps serving.
+chroot "."). On any failure before exec succeeds, the running image's fds,
+root and working directory are as they were and the caller keeps serving.
+Never touches the bus's state: the supervisor hands it the snapshot's bytes.
 """
 
 import json
@@ -97,9 +98,9 @@ def _exists_under(root_fd: int, path: str) -> bool:
 
 
 def preflight_argv(target: ExecPlan) -> list[str]:
-    """Run the target interpreter on the target code: does it import and read our format?"""
+    """The exec's own command line, asking: does it import, and read our format?"""
     version = f"{VERSION[0]}.{VERSION[1]}"
-    return [target.interpreter, "-m", "bootbus", "--preflight", version]
+    return [target.argv[0], "-c", DAEMON_MAIN, "--preflight", version]
 
 
 @dataclass
