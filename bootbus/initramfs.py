@@ -52,6 +52,10 @@ EXTRA_MODULES = ("runpy", "encodings", "encodings.aliases", "encodings.utf_8",
 # libgcc_s for pthread_exit()/cancellation, which CPython calls when a
 # thread is ended at interpreter exit.
 DLOPENED_LIBRARIES = ("libgcc_s.so.1",)
+# What a loaded package opens at run time without DT_NEEDED: pyudev dlopen()s
+# libudev, found by ctypes.util.find_library, which runs `/sbin/ldconfig -p`
+# (dracut writes the image's own ld.so.cache).
+RUNTIME_NEEDS = {"pyudev": (("libudev.so.1",), ("/sbin/ldconfig",))}
 
 # glibc's ld.so.cache formats (elf/cache.c, sysdeps/generic/dl-cache.h).
 OLD_CACHE_MAGIC = b"ld.so-1.7.0"
@@ -76,10 +80,14 @@ MAX_CLOSURE_OBJECTS = 4096
 CHILD_TIMEOUT_SECONDS = 120
 # Rounds of reading newly loaded third-party sources for their lazy imports.
 MAX_IMPORT_ROUNDS = 8
-# Lazy imports of third-party packages that never run on Linux (click's
-# Windows console support): not followed.
-FOREIGN_PLATFORM_MODULES = frozenset({"colorama", "msvcrt", "_winapi", "winreg", "nt",
-                                      "_winconsole", "wintypes"})
+# Lazy imports of third-party packages that are not followed: those that
+# never run on Linux (click's Windows console support), and those of click's
+# paths bootbusctl never takes (pager, editor, browser, atomic files) that
+# would bring libcrypto (4.7 MB, through random -> hashlib) into the image.
+# bootbus's own imports are always followed, whatever this list says.
+NOT_FOLLOWED_MODULES = frozenset({"colorama", "msvcrt", "_winapi", "winreg", "nt",
+                                  "_winconsole", "wintypes",
+                                  "random", "tempfile", "webbrowser", "hashlib", "uuid"})
 
 
 class InitramfsError(Exception):
@@ -461,7 +469,7 @@ def imported_module_files(package_dir: Path, python: str = PYTHON,
             scanned.add(source)
             text = Path(source).read_text(encoding="utf-8")
             wanted |= {name for name in imported_names(text, source_package(source))
-                       if FOREIGN_PLATFORM_MODULES.isdisjoint(name.split("."))}
+                       if NOT_FOLLOWED_MODULES.isdisjoint(name.split("."))}
     raise InitramfsError(f"imports still growing after {MAX_IMPORT_ROUNDS} rounds")
 
 
@@ -532,7 +540,15 @@ def initramfs_files(package_dir: Path, python: str = PYTHON,
     if bytecode:
         modules = with_bytecode(modules)
     extensions = [path for path in modules if path.endswith(".so")]
-    libraries = elf_closure([interpreter[-1], *extensions], resolver, DLOPENED_LIBRARIES)
+    dlopened: list[str] = list(DLOPENED_LIBRARIES)
+    programs: list[str] = []
+    for package, (libraries_needed, programs_needed) in RUNTIME_NEEDS.items():
+        if any(f"/{package}/" in path for path in modules):
+            dlopened += libraries_needed
+            programs += programs_needed
+    libraries = elf_closure([interpreter[-1], *extensions], resolver, dlopened)
+    for program in programs:
+        libraries += elf_closure([program], resolver)  # a process of its own
     files = [InstallFile(path, path) for path in (*interpreter, *libraries, *modules)]
     destination = os.path.join(package_dest, package_dir.name)
     for path in package_modules(package_dir).values():

@@ -254,9 +254,13 @@ def test_listed_files_alone_run_every_bootbus_module(tmp_path: Path) -> None:
     """The list is complete: in a tree holding only it, python3 imports all of bootbus."""
     for source, destination in run_list():
         install_like_dracut(tmp_path, source, destination)
+    subprocess.run(["ldconfig", "-r", str(tmp_path)], check=True)  # as dracut does
     modules = sorted(name for name in initramfs.package_modules(PACKAGE_DIR)
                      if not name.endswith("__main__"))
-    script = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sys.prefix)\n"
+    # pyudev dlopen()s libudev through ctypes.util.find_library (ldconfig -p).
+    script = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
+              "if 'pyudev' in sys.modules:\n    sys.modules['pyudev'].Context()\n"
+              "print(sys.prefix)\n")
     result = subprocess.run([CHROOT, str(tmp_path), "/usr/bin/python3", "-c", script],
                             capture_output=True, text=True, env={"PATH": "/usr/bin"},
                             check=False)
