@@ -177,6 +177,7 @@ def restore(config: Config, bus: Bus) -> tuple[Server, list[Listener], dict[str,
     try:
         data = reexec.read_fd(config.restore_fd)
         restored = snapshot.decode(data, lambda text: log_stderr(4, text))
+        reexec.check_inherited(restored)
     except (OSError, snapshot.SnapshotError) as exc:
         log_stderr(2, f"state snapshot refused, serving new clients only: {exc}")
         _close_stray_fds({lst.sock.fileno() for lst in listeners})
@@ -231,6 +232,7 @@ def run(config: Config) -> int:
     telemetry.started = (int(started * 1e6), telemetry.started[1])
     supervisor.log = telemetry.step
     supervisor.on_before_exec.append(telemetry.before_exec)
+    supervisor.on_exec_failed.append(telemetry.exec_failed)
     services = InterfaceRouter(bus.services[SERVICE])  # the supervisor answers the rest
     services.register(LOG_IFACE, telemetry.handle_log)
     from .io import devices  # pyudev only once the bus serves
@@ -253,7 +255,10 @@ def run(config: Config) -> int:
                        f"{supervisor.phase}", ADDRESS=";".join(addresses),
                        PHASE=supervisor.phase)
     telemetry.notifier.ready(telemetry.status_line())
-    telemetry.summary.flush()
+    if state:
+        telemetry.summary.mark_dirty()  # written by the timer once serving resumed
+    else:
+        telemetry.summary.flush()
     if config.print_address and config.restore_fd is None:
         print(";".join(addresses), flush=True)
     try:

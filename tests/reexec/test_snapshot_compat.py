@@ -259,8 +259,6 @@ def test_daemon_refuses_broken_snapshot_and_keeps_serving(kind: str) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason="daemon.restore() does not call reexec.check_inherited "
-                   "yet and dies of EBADF: patch in /work/notes/requests-reexec.md")
 def test_refused_when_fds_not_inherited() -> None:
     """A snapshot naming fds this process does not have: refused, never a crash."""
     with Restoring(V11.read_bytes(), listener_only=True) as daemon:
