@@ -39,6 +39,7 @@ ERR_ACCESS = "org.freedesktop.DBus.Error.AccessDenied"
 PREFLIGHT_TIMEOUT = 60.0  # seconds; a cold start of the target under load takes ~1 s
 PREFLIGHT_OUTPUT_MAX = 4096  # bytes of the preflight's output kept for the log
 ROOT_CHECK_INTERVAL = 0.5  # seconds between checks of PID 1's root while in the initramfs
+LIST_MATCHES_MAX = 65536  # match rules in one ListMatches reply; the rest are dropped
 SHUTDOWN_ROOT = "/run/initramfs"
 
 PHASE_INITRAMFS = "initramfs"
@@ -221,8 +222,39 @@ class Supervisor:
             "Pivots": ("u", len(self.pivots)), "Connections": ("u", len(bus.peers)),
             "Names": ("u", len(bus.registry.queues)), "BusId": ("s", bus.bus_id),
             "PendingReplies": ("u", len(bus.pending)),
+            "RuntimeDir": ("s", self.runtime_dir()),
         }
         bus.reply(peer, msg, "a{sv}", (status,), sender=SERVICE)
+
+    def runtime_dir(self) -> str:
+        """The daemon's runtime directory, as its re-exec command line names it."""
+        args = self.daemon_args
+        for i, arg in enumerate(args):
+            if arg == "--runtime-dir" and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith("--runtime-dir="):
+                return arg.partition("=")[2]
+        return ""
+
+    def _list_connections(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        """(unique name, pid, uid, primary names, match rules, queued bytes) per peer."""
+        bus = self.bus
+        rows = [(p.unique_name, p.pid or 0, p.uid, sorted(bus.registry.primary_names_of(p.id)),
+                 len(p.matches), p.out_bytes)
+                for p in sorted(bus.peers.values(), key=lambda p: p.id) if p.unique_name]
+        bus.reply(peer, msg, "a(suuasuu)", (rows,), sender=SERVICE)
+
+    def _list_matches(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        """(unique name, rule text) per AddMatch rule, in peer id and then AddMatch order."""
+        rows: list[tuple[str, str]] = []
+        for p in sorted(self.bus.peers.values(), key=lambda p: p.id):
+            if not p.unique_name:
+                continue
+            rows.extend((p.unique_name, rule.text)
+                        for rule in p.matches[:LIST_MATCHES_MAX - len(rows)])
+            if len(rows) >= LIST_MATCHES_MAX:
+                break
+        self.bus.reply(peer, msg, "a(ss)", (rows,), sender=SERVICE)
 
     def _introspect(self, peer: Peer, msg: m.Message, args: list[Any]) -> None:
         self.bus.reply(peer, msg, "s", (_INTROSPECTION,), sender=SERVICE)
@@ -419,6 +451,8 @@ _METHODS: dict[tuple[str, str], tuple[str, _Method, bool]] = {
     (IFACE, "Reexec"): ("", Supervisor._reexec, True),
     (IFACE, "Pivot"): ("sb", Supervisor._pivot, True),
     (IFACE, "GetStatus"): ("", Supervisor._status, False),
+    (IFACE, "ListConnections"): ("", Supervisor._list_connections, False),
+    (IFACE, "ListMatches"): ("", Supervisor._list_matches, False),
     ("org.freedesktop.DBus.Introspectable", "Introspect"): ("", Supervisor._introspect, False),
     ("org.freedesktop.DBus.Peer", "Ping"): ("", Supervisor._ping, False),
 }
@@ -430,6 +464,8 @@ _INTROSPECTION = """<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Intr
     <method name="Reexec"/>
     <method name="Pivot"><arg name="new_root" direction="in" type="s"/><arg name="prepare_only" direction="in" type="b"/></method>
     <method name="GetStatus"><arg name="status" direction="out" type="a{sv}"/></method>
+    <method name="ListConnections"><arg name="connections" direction="out" type="a(suuasuu)"/></method>
+    <method name="ListMatches"><arg name="matches" direction="out" type="a(ss)"/></method>
   </interface>
   <interface name="org.freedesktop.DBus.Introspectable">
     <method name="Introspect"><arg direction="out" type="s"/></method>
