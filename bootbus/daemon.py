@@ -24,6 +24,8 @@ from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
 from .io.server import Server
 from .io.supervisor import Supervisor
+from .io.busconfig import ConfigError
+from .io.policyload import ConfigManager
 from .io.services import SERVICE, InterfaceRouter
 from .io.telemetry import LOG_IFACE, Telemetry
 from .state import snapshot
@@ -48,12 +50,14 @@ class Config:
     preflight: str | None = None
     service_dirs: tuple[str, ...] = ()
     system_activation: bool = False
+    config_file: str | None = None
 
     def exec_args(self) -> list[str]:
         """The flags a re-executed image gets (it adopts sockets, so no --address)."""
         return ["--runtime-dir", self.runtime_dir,
                 *(f"--service-dir={d}" for d in self.service_dirs),
-                *(["--system-activation"] if self.system_activation else [])]
+                *(["--system-activation"] if self.system_activation else []),
+                *([f"--config={self.config_file}"] if self.config_file else [])]
 
     @property
     def listen_address(self) -> str:
@@ -69,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
                         help="where bootbus keeps its files (default /run/bootbus as root)")
     parser.add_argument("--print-address", action="store_true",
                         help="print the address clients should use once listening")
+    parser.add_argument("--config", dest="config_file", default=None, metavar="FILE",
+                        help="dbus-daemon <busconfig> file: listen addresses, policy, "
+                        "service dirs (e.g. /usr/share/dbus-1/system.conf)")
     parser.add_argument("--restore-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--preflight", metavar="VERSION", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--service-dir", action="append", default=[], metavar="DIR",
@@ -80,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(address=ns.address, runtime_dir=ns.runtime_dir or default_runtime_dir(),
                   print_address=ns.print_address, restore_fd=ns.restore_fd,
                   preflight=ns.preflight, service_dirs=tuple(ns.service_dir),
-                  system_activation=ns.system_activation)
+                  system_activation=ns.system_activation, config_file=ns.config_file)
 
 
 def read_machine_id() -> str:
@@ -96,8 +103,9 @@ def read_machine_id() -> str:
 
 
 @contextlib.contextmanager
-def signals_stop(server: Server) -> Iterator[None]:
-    """SIGTERM and SIGINT stop the loop; the previous handlers come back after."""
+def signals_stop(server: Server, bus: Bus | None = None) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the loop, SIGHUP reloads the configuration (as
+    ReloadConfig does); the previous handlers come back after."""
     rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def on_wakeup(_events: int) -> None:
@@ -107,9 +115,11 @@ def signals_stop(server: Server) -> Iterator[None]:
             return
         if {signal.SIGTERM, signal.SIGINT} & set(data):
             server.stop()
+        if signal.SIGHUP in set(data) and bus is not None and bus.reload_config is not None:
+            bus.reload_config()
 
     previous = {sig: signal.signal(sig, lambda *_: None)
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     old_wakeup = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
     server.add_fd(rfd, on_wakeup)
     try:
@@ -209,16 +219,27 @@ def run(config: Config) -> int:
     os.makedirs(config.runtime_dir, mode=0o755, exist_ok=True)
     bus = make_bus()
     state: dict[str, object] = {}
+    manager = None
+    if config.config_file:
+        try:
+            manager = ConfigManager(config.config_file, bus, log_stderr)
+        except (ConfigError, OSError) as exc:
+            print(f"bootbus: cannot use configuration {config.config_file}: {exc}",
+                  file=sys.stderr)
+            if config.restore_fd is None:
+                return 1
     if config.restore_fd is not None:
         server, listeners, state = restore(config, bus)
     else:
         listeners = [] if config.address else from_systemd()
         if not listeners:
+            address = config.listen_address
+            if manager is not None and not config.address and manager.config.listen:
+                address = ";".join(manager.config.listen)
             try:
-                listeners = listen_all(config.listen_address)
+                listeners = listen_all(address)
             except (AddressError, OSError) as exc:
-                print(f"bootbus: cannot listen on {config.listen_address}: {exc}",
-                      file=sys.stderr)
+                print(f"bootbus: cannot listen on {address}: {exc}", file=sys.stderr)
                 return 1
         server = Server(bus, listeners)
     supervisor = Supervisor(bus, server, listeners, config.exec_args(), log=log_stderr)
@@ -238,7 +259,11 @@ def run(config: Config) -> int:
     from .io import devices  # pyudev only once the bus serves
     devices.install(bus, server, services.register, telemetry.step)
     from .io import activation
-    activation.install(bus, server, list(config.service_dirs), ";".join(addresses),
+    service_dirs = list(config.service_dirs)
+    if manager is not None:
+        manager.log = telemetry.step
+        service_dirs += [d.path for d in manager.config.servicedirs if d.path not in service_dirs]
+    activation.install(bus, server, service_dirs, ";".join(addresses),
                        telemetry.step, system_bus=config.system_activation)
     bus.services[SERVICE] = services
     if state:
@@ -262,7 +287,7 @@ def run(config: Config) -> int:
     if config.print_address and config.restore_fd is None:
         print(";".join(addresses), flush=True)
     try:
-        with signals_stop(server):
+        with signals_stop(server, bus):
             server.run()
     finally:
         telemetry.stopping()

@@ -620,6 +620,22 @@ class DbusDaemon:
         self.proc.communicate(timeout=WAIT_SECONDS)
 
 
+class BootbusDaemon(DbusDaemon):
+    """bootbus with the same configuration file, so the same probes decide both."""
+
+    def __init__(self, config: str, socket_path: str) -> None:
+        self.address = f"unix:path={socket_path}"
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", "-m", "bootbus", "--config", config, "--print-address",
+             "--address", self.address, "--runtime-dir", socket_path + ".rt"],
+            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if not self.proc.stdout.readline():
+            raise RuntimeError(f"bootbus did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+        os.chmod(socket_path, 0o666)
+
+
 class Probe:
     """One client connection (jeepney, blocking), with an inbox of what it received."""
 
@@ -999,24 +1015,29 @@ needs_root = pytest.mark.skipif(
 @needs_root
 @pytest.mark.reference
 @pytest.mark.root
-def test_system_style_fixture_against_dbus_daemon(system_style: Policy) -> None:
-    """The issue's must-show, on dbus-daemon, with the model's answers alongside:
-    nobody cannot own a name reserved for root, cannot become a monitor and
-    cannot call the Admin interface; root can. Both must agree with the model."""
+@pytest.mark.parametrize("daemon_cls", [DbusDaemon, BootbusDaemon],
+                         ids=["dbus-daemon", "bootbus"])
+def test_system_style_fixture_against_dbus_daemon(system_style: Policy,
+                                                  daemon_cls: type[DbusDaemon]) -> None:
+    """The issue's must-show, on dbus-daemon and on bootbus with the same file,
+    with the model's answers alongside: nobody cannot own a name reserved for
+    root, cannot become a monitor and cannot call the Admin interface; root can.
+    Both buses must agree with the model."""
     pytest.importorskip("jeepney")
     sockets = tempfile.mkdtemp(prefix="bootbus-policy-")  # the other uid must reach it
     os.chmod(sockets, 0o711)
     try:
-        _against_dbus_daemon(os.path.join(sockets, "bus"), system_style)
+        _against_dbus_daemon(os.path.join(sockets, "bus"), system_style, daemon_cls)
     finally:
         shutil.rmtree(sockets)
 
 
-def _against_dbus_daemon(socket_path: str, system_style: Policy) -> None:
+def _against_dbus_daemon(socket_path: str, system_style: Policy,
+                         daemon_cls: type[DbusDaemon] = DbusDaemon) -> None:
     from jeepney import DBusAddress, new_signal
     from jeepney.bus_messages import Monitoring
 
-    daemon = DbusDaemon(SYSTEM_STYLE, socket_path)
+    daemon = daemon_cls(SYSTEM_STYLE, socket_path)
     root_creds = Credentials(0, tuple(sorted({os.getegid(), *os.getgroups()})))
     locals_: list[Probe] = []
     remotes: list[RemotePeer] = []

@@ -6,6 +6,7 @@ The socket lives in the io layer; this module never touches it.
 """
 
 import enum
+from typing import Any
 from dataclasses import dataclass, field
 
 from ..wire.framer import Framer
@@ -63,6 +64,7 @@ class Peer:
     monitor_rules: list[MatchRule] = field(default_factory=list)
     sender_fields: dict[str, bytes] = field(default_factory=dict)
     pending_calls: int = 0  # calls this peer made that await a reply (derived)
+    policy: Any = None  # its ClientPolicy under the bus policy (derived, rebuilt on reload)
     connected_at: float = 0.0
     messages_in: int = 0
     messages_out: int = 0

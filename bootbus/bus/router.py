@@ -26,6 +26,7 @@ from ..wire.errors import MarshalError, SignatureError
 from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
 from . import names as nm
 from .match import MatchRule, matches
+from .policy import Credentials, DeliveryVerdict, PeerNames, Policy, check_delivery
 from .peer import OutFrame, Peer, PeerState, SharedFds
 
 BUS_NAME = "org.freedesktop.DBus"
@@ -80,6 +81,9 @@ class Bus:
     activator: Any = None
     name_hooks: list[Callable[[str, str, str], None]] = field(default_factory=list)
     policy_can_own: Callable[[Peer, str], bool] | None = None
+    # the configured security policy; None (no --config) allows everything
+    policy: Policy | None = None
+    connect_check: Callable[[Peer], bool] | None = None
     reload_config: Callable[[], str | None] | None = None
 
     # -- peers -------------------------------------------------------------
@@ -130,6 +134,8 @@ class Bus:
             if not (msg.type == m.METHOD_CALL and msg.destination == BUS_NAME
                     and msg.member == "Hello" and msg.interface in (None, BUS_NAME)):
                 raise PeerError("the first message was not Hello")
+            if self.connect_check is not None and not self.connect_check(peer):
+                raise PeerError(f"uid {peer.uid} is not allowed to connect by the policy")
             self._hello(peer, msg)
             return
         if msg.fds and not peer.unix_fd:
@@ -141,7 +147,8 @@ class Bus:
             self._to_monitors(peer, msg)
             self._release_fds(msg)
             if msg.type == m.METHOD_CALL and self.driver is not None:
-                self.driver(self, peer, msg)
+                if self.policy is None or self._permit(peer, msg, None):
+                    self.driver(self, peer, msg)
             return
         if dest is None:
             if msg.type in (m.SIGNAL, m.METHOD_CALL):
@@ -154,12 +161,17 @@ class Bus:
         if handler is not None and msg.type == m.METHOD_CALL:
             self._to_monitors(peer, msg)
             self._release_fds(msg)
-            handler(self, peer, msg)
+            if self.policy is None or self._permit(peer, msg, None):
+                handler(self, peer, msg)
             return
         target = self.lookup(dest)
         if msg.type == m.METHOD_CALL:
             self._route_call(peer, msg, target)
         elif msg.type == m.SIGNAL:
+            if self.policy is not None and target is not None and not self._permit(
+                    peer, msg, target):
+                self._release_fds(msg)
+                return
             self._route_unicast(peer, msg, target)
         else:
             self._route_reply(peer, msg, target)
@@ -184,6 +196,9 @@ class Bus:
         if target is None:
             if (self.activator is not None and not msg.flags & m.FLAG_NO_AUTO_START
                     and self.activator.can_activate(msg.destination)):
+                if self.policy is not None and not self._permit(peer, msg, None):
+                    self._release_fds(msg)
+                    return
                 self.activator.auto_start(peer, msg)  # dispatched again once owned
                 return
             self._to_monitors(peer, msg)
@@ -202,6 +217,9 @@ class Bus:
                 self.send_error(peer, msg, ERR_NOT_SUPPORTED,
                                 "Tried to send message with Unix file descriptors to a client "
                                 "that doesn't support that.")
+            return
+        if self.policy is not None and not self._permit(peer, msg, target):
+            self._release_fds(msg)
             return
         if target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER:
             self._release_fds(msg)
@@ -232,6 +250,9 @@ class Bus:
             self._count("replies_unexpected")
             self._release_fds(msg)
             return
+        if self.policy is not None and not self._permit(peer, msg, target, reply_expected=True):
+            self._release_fds(msg)  # the call stays pending, as in dbus-daemon
+            return
         del self.pending[key]
         target.pending_calls -= 1
         self._route_unicast(peer, msg, target)
@@ -260,7 +281,9 @@ class Bus:
                 continue
             if self._match(rule, msg, peer):
                 seen.add(eavesdropper.id)
-                self._deliver(eavesdropper, peer, msg, shared)
+                if self.policy is None or self._verdict(
+                        peer, msg, eavesdropper, eavesdropping=True).allowed:
+                    self._deliver(eavesdropper, peer, msg, shared)
 
     def _broadcast(self, peer: Peer, msg: m.Message) -> None:
         shared = SharedFds(msg.fds) if msg.fds else None
@@ -271,10 +294,51 @@ class Bus:
                     continue
                 if self._match(rule, msg, peer):
                     seen.add(subscriber.id)
-                    if not msg.fds or subscriber.unix_fd:
+                    if (not msg.fds or subscriber.unix_fd) and (
+                            self.policy is None
+                            or self._verdict(peer, msg, subscriber).allowed):
                         self._deliver(subscriber, peer, msg, shared)
         self._to_monitors(peer, msg, shared)
         self._settle(shared)
+
+    # -- policy ----------------------------------------------------------------
+    def client_policy(self, peer: Peer) -> Any:
+        """The peer's rule list under the bus policy (cached on the peer)."""
+        if peer.policy is None and self.policy is not None:
+            peer.policy = self.policy.client_policy(Credentials(peer.uid, peer.gids))
+        return peer.policy
+
+    def _names(self, peer: Peer) -> PeerNames:
+        return PeerNames(peer.unique_name or None, self.registry.names_of(peer.id))
+
+    def _verdict(self, sender: Peer, msg: m.Message, recipient: Peer | None, *,
+                 eavesdropping: bool = False, reply_expected: bool = False) -> DeliveryVerdict:
+        return check_delivery(
+            msg, sender=self.client_policy(sender), sender_names=self._names(sender),
+            recipient=self.client_policy(recipient) if recipient is not None else None,
+            recipient_names=self._names(recipient) if recipient is not None else None,
+            eavesdropping=eavesdropping, reply_expected=reply_expected)
+
+    def _permit(self, sender: Peer, msg: m.Message, recipient: Peer | None, *,
+                reply_expected: bool = False) -> bool:
+        """Check an addressed message; a refusal answers the sender with AccessDenied."""
+        verdict = self._verdict(sender, msg, recipient, reply_expected=reply_expected)
+        if verdict.allowed:
+            return True
+        self._count("policy_rejected")
+        text = (f"Rejected {verdict.rejected_by} message, {verdict.matched_rules} matched "
+                f'rules; type="{m.TYPE_NAMES.get(msg.type, msg.type)}", '
+                f'sender="{sender.unique_name}" interface="{msg.interface or "(unset)"}" '
+                f'member="{msg.member or "(unset)"}" error name="{msg.error_name or "(unset)"}" '
+                f'requested_reply="{int(verdict.requested_reply)}" '
+                f'destination="{msg.destination or "(unset)"}"')
+        self.send_error(sender, msg, ERR_ACCESS_DENIED, text)
+        return False
+
+    def reload_policy(self, policy: Policy | None) -> None:
+        self.policy = policy
+        for peer in self.peers.values():
+            peer.policy = None
 
     def _match(self, rule: MatchRule, msg: m.Message, sender: Peer | None) -> bool:
         # messages the bus emits carry their sender: the driver's or org.bootbus
