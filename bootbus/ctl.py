@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import json
 import os
+import subprocess
 import re
 import socket
 import struct
@@ -651,6 +652,52 @@ def offline_status(offline: Offline) -> dict[str, Any]:
     }
 
 
+DRACUT_DIE_FILE = "/run/initramfs/.die"  # dracut's die() leaves its message here
+
+
+def boot_stop_reasons(cmdline_path: str = "/proc/cmdline",
+                      die_file: str = DRACUT_DIE_FILE) -> list[str]:
+    """Why the boot is stopped in this shell, as far as this machine tells.
+
+    An rd.break on the kernel command line (dracut drops to a shell at that
+    hook), a dracut die() message, and units systemd marked failed.
+    """
+    reasons = []
+    try:
+        with open(cmdline_path) as f:
+            words = f.read().split()
+    except OSError:
+        words = []
+    for word in words:
+        if word == "rd.break" or word.startswith("rd.break="):
+            hook = word.partition("=")[2] or "switch_root"
+            reasons.append(f"{word} on the kernel command line: dracut stops at the "
+                           f"{hook} hook and opens a shell")
+        elif word in ("rd.shell", "emergency", "rescue") or word.startswith(
+                "systemd.unit=emergency") or word.startswith("systemd.unit=rescue"):
+            reasons.append(f"{word} on the kernel command line")
+    try:
+        with open(die_file, errors="replace") as f:
+            text = f.read().strip()
+        reasons.append(f"dracut gave up: {text or '(no message)'}")
+    except OSError:
+        pass
+    if os.path.exists("/run/systemd/system"):
+        try:
+            out = subprocess.run(["systemctl", "--failed", "--no-legend", "--plain",
+                                  "--no-pager"], capture_output=True, text=True,
+                                 timeout=FAILED_UNITS_TIMEOUT).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        failed = [line.split()[0] for line in out.splitlines() if line.strip()]
+        if failed:
+            reasons.append("failed units: " + ", ".join(failed))
+    return reasons
+
+
+FAILED_UNITS_TIMEOUT = 3.0  # seconds for `systemctl --failed` in an emergency shell
+
+
 def _print_status(status: dict[str, Any], source: Source) -> None:
     uptime = status["uptime_seconds"]
     uptime_text = "-" if uptime is None else _duration(uptime)
@@ -672,6 +719,8 @@ def _print_status(status: dict[str, Any], source: Source) -> None:
     ]
     for label, value in lines:
         click.echo(f"{label + ':':<17}{_cell(value)}")
+    for reason in status.get("boot_stopped", []):
+        click.echo(f"{'Boot stopped:':<17}{reason}")
     errors = status["last_errors"]
     none = "none" if status["step_log"] else "unknown (no step log found: use --runtime-dir)"
     click.echo(f"{'Last errors:':<17}{'' if errors else none}")
@@ -733,6 +782,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Phase, pid, uptime, generation, counts, queue depths and last errors."""
     source = _with_source(ctx, as_json)
     info = live_status(source) if isinstance(source, Live) else offline_status(source)
+    info["boot_stopped"] = boot_stop_reasons()
     if as_json:
         _emit_json({**source.source(), **info})
     else:
