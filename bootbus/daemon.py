@@ -24,8 +24,6 @@ from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
 from .io.server import Server
 from .io.supervisor import Supervisor
-from .io.busconfig import ConfigError
-from .io.policyload import ConfigManager
 from .io.services import SERVICE, InterfaceRouter
 from .io.telemetry import LOG_IFACE, Telemetry
 from .state import snapshot
@@ -221,6 +219,9 @@ def run(config: Config) -> int:
     state: dict[str, object] = {}
     manager = None
     if config.config_file:
+        # imported only here: a bus without --config never loads the policy engine
+        from .io.busconfig import ConfigError
+        from .io.policyload import ConfigManager
         try:
             manager = ConfigManager(config.config_file, bus, log_stderr)
         except (ConfigError, OSError) as exc:

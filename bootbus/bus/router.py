@@ -26,7 +26,6 @@ from ..wire.errors import MarshalError, SignatureError
 from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
 from . import names as nm
 from .match import MatchRule, matches
-from .policy import Credentials, DeliveryVerdict, PeerNames, Policy, check_delivery
 from .peer import OutFrame, Peer, PeerState, SharedFds
 
 BUS_NAME = "org.freedesktop.DBus"
@@ -81,8 +80,9 @@ class Bus:
     activator: Any = None
     name_hooks: list[Callable[[str, str, str], None]] = field(default_factory=list)
     policy_can_own: Callable[[Peer, str], bool] | None = None
-    # the configured security policy; None (no --config) allows everything
-    policy: Policy | None = None
+    # the configured security policy (a PolicyChecker); None (no --config) allows everything.
+    # Held through an interface so that a bus without a policy never imports the engine.
+    policy: Any = None
     connect_check: Callable[[Peer], bool] | None = None
     reload_config: Callable[[], str | None] | None = None
 
@@ -305,19 +305,13 @@ class Bus:
     def client_policy(self, peer: Peer) -> Any:
         """The peer's rule list under the bus policy (cached on the peer)."""
         if peer.policy is None and self.policy is not None:
-            peer.policy = self.policy.client_policy(Credentials(peer.uid, peer.gids))
+            peer.policy = self.policy.client_policy(peer)
         return peer.policy
 
-    def _names(self, peer: Peer) -> PeerNames:
-        return PeerNames(peer.unique_name or None, self.registry.names_of(peer.id))
-
     def _verdict(self, sender: Peer, msg: m.Message, recipient: Peer | None, *,
-                 eavesdropping: bool = False, reply_expected: bool = False) -> DeliveryVerdict:
-        return check_delivery(
-            msg, sender=self.client_policy(sender), sender_names=self._names(sender),
-            recipient=self.client_policy(recipient) if recipient is not None else None,
-            recipient_names=self._names(recipient) if recipient is not None else None,
-            eavesdropping=eavesdropping, reply_expected=reply_expected)
+                 eavesdropping: bool = False, reply_expected: bool = False) -> Any:
+        return self.policy.check(self, sender, msg, recipient, eavesdropping=eavesdropping,
+                                 reply_expected=reply_expected)
 
     def _permit(self, sender: Peer, msg: m.Message, recipient: Peer | None, *,
                 reply_expected: bool = False) -> bool:
@@ -335,7 +329,7 @@ class Bus:
         self.send_error(sender, msg, ERR_ACCESS_DENIED, text)
         return False
 
-    def reload_policy(self, policy: Policy | None) -> None:
+    def reload_policy(self, policy: Any) -> None:
         self.policy = policy
         for peer in self.peers.values():
             peer.policy = None

@@ -13,9 +13,32 @@ from collections.abc import Callable
 from typing import Any
 
 from ..bus.peer import Peer
-from ..bus.policy import Credentials
+from ..bus.policy import Credentials, DeliveryVerdict, PeerNames, Policy, check_delivery
 from ..bus.router import Bus
+from ..wire.message import Message
 from .busconfig import BusConfig, ConfigError, load_config
+
+
+class PolicyChecker:
+    """What the router asks (bus.policy): a peer's rule list, and one delivery's verdict."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def client_policy(self, peer: Peer) -> Any:
+        return self.policy.client_policy(Credentials(peer.uid, peer.gids))
+
+    def check(self, bus: Bus, sender: Peer, msg: Message, recipient: Peer | None, *,
+              eavesdropping: bool, reply_expected: bool) -> DeliveryVerdict:
+        return check_delivery(
+            msg, sender=bus.client_policy(sender), sender_names=_names(bus, sender),
+            recipient=bus.client_policy(recipient) if recipient is not None else None,
+            recipient_names=_names(bus, recipient) if recipient is not None else None,
+            eavesdropping=eavesdropping, reply_expected=reply_expected)
+
+
+def _names(bus: Bus, peer: Peer) -> PeerNames:
+    return PeerNames(peer.unique_name or None, bus.registry.names_of(peer.id))
 
 
 class ConfigManager:
@@ -28,7 +51,7 @@ class ConfigManager:
 
     def _apply(self) -> None:
         bus = self.bus
-        bus.reload_policy(self.config.policy)
+        bus.reload_policy(PolicyChecker(self.config.policy))
         bus.policy_can_own = self.can_own
         bus.connect_check = self.can_connect
         bus.reload_config = self.reload
