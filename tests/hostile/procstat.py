@@ -59,3 +59,35 @@ def settle(pid: int, baseline: Footprint, rss_tolerance_kib: int,
                 and now.fds <= baseline.fds) or time.monotonic() > deadline:
             return now
         time.sleep(SETTLE_POLL_S)
+
+
+class PeakSampler:
+    """Samples the process's VmRSS and fd count in a thread; keeps the peaks."""
+
+    INTERVAL_S = 0.02
+
+    def __init__(self, pid: int) -> None:
+        import threading
+        self.pid = pid
+        self.peak_rss_kib = 0
+        self.peak_fds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                now = Footprint.of(self.pid)
+            except (OSError, AssertionError):
+                return  # the process is gone; the test's own checks say so
+            self.peak_rss_kib = max(self.peak_rss_kib, now.rss_kib)
+            self.peak_fds = max(self.peak_fds, now.fds)
+            self._stop.wait(self.INTERVAL_S)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
