@@ -32,8 +32,9 @@ from ..wire.sasl import SaslServer, State
 
 FORMAT = "bootbus-state"
 # 1.1 added per-peer comm and message counters; 1.2 added supervisor_fd records
-# (a pivot prepared before a re-exec keeps its directory fd across it).
-VERSION = (1, 2)
+# (a pivot prepared before a re-exec keeps its directory fd across it); 1.3 added
+# component records (bus activation's children and held calls, device waiters).
+VERSION = (1, 3)
 MAX_SNAPSHOT_SIZE = 512 * 1024 * 1024  # refuses absurd inputs before parsing
 
 # The restore is on the path of the re-exec pause: hashlib would load OpenSSL
@@ -58,6 +59,19 @@ class ListenerRecord:
     fd: int
     address: str
     path: str | None
+
+
+@dataclass
+class ComponentRecord:
+    """One record of an io component's own state (activation, devices), opaque here.
+
+    ``fds`` maps the component's names for its fds to fd numbers: the running
+    image's numbers when encoding, the inherited ones after decoding.
+    """
+    component: str
+    kind: str
+    data: dict[str, Any]
+    fds: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,11 +114,14 @@ class _FdTable:
 
 def encode(bus: Bus, conn_fds: dict[int, int], listeners: list[ListenerRecord],
            supervisor: dict[str, Any], auth_deadlines: dict[int, float] | None = None,
-           supervisor_fds: dict[str, int] | None = None) -> tuple[bytes, list[int]]:
+           supervisor_fds: dict[str, int] | None = None,
+           components: list[ComponentRecord] | None = None) -> tuple[bytes, list[int]]:
     """Serialize; return the snapshot and the fds that must survive exec.
 
     ``supervisor_fds`` are the supervisor's own fds by name; the restored
-    supervisor state has them as ``state["fds"][name]``.
+    supervisor state has them as ``state["fds"][name]``. ``components`` come
+    back as ``state["components"]`` (a list of :class:`ComponentRecord`), so
+    that the supervisor hands them to their components as those start.
     """
     table = _FdTable()
     records: list[dict[str, Any]] = []
@@ -128,6 +145,10 @@ def encode(bus: Bus, conn_fds: dict[int, int], listeners: list[ListenerRecord],
                         "owners": [[o.peer, o.flags] for o in queue]})
     for (caller, serial), callee in bus.pending.items():
         records.append({"t": "pending", "caller": caller, "serial": serial, "callee": callee})
+    for comp in components or ():
+        records.append({"t": "component", "component": comp.component, "kind": comp.kind,
+                        "data": comp.data,
+                        "fds": {name: table.ref(fd) for name, fd in comp.fds.items()}})
     lines = [_JSON.encode({"t": "header", "format": FORMAT, "version": list(VERSION),
                            "fds": table.fds})]
     lines.extend(map(_JSON.encode, records))
@@ -271,12 +292,22 @@ def _load_bus(r: Restored, rec: dict[str, Any], fds: list[int],
 
 def _load_supervisor(r: Restored, rec: dict[str, Any], fds: list[int],
                      shared: dict[int, SharedFds]) -> None:
-    r.supervisor.update((k, v) for k, v in rec.items() if k not in ("t", "fds"))
+    r.supervisor.update((k, v) for k, v in rec.items() if k not in ("t", "fds", "components"))
 
 
 def _load_supervisor_fd(r: Restored, rec: dict[str, Any], fds: list[int],
                         shared: dict[int, SharedFds]) -> None:
     r.supervisor.setdefault("fds", {})[str(rec["name"])] = fds[int(rec["fd"])]
+
+
+def _load_component(r: Restored, rec: dict[str, Any], fds: list[int],
+                    shared: dict[int, SharedFds]) -> None:
+    data = rec["data"]
+    if not isinstance(data, dict):
+        raise TypeError("component data is not an object")
+    comp = ComponentRecord(str(rec["component"]), str(rec["kind"]), data,
+                           {str(k): fds[int(i)] for k, i in rec.get("fds", {}).items()})
+    r.supervisor.setdefault("components", []).append(comp)
 
 
 def _load_listener(r: Restored, rec: dict[str, Any], fds: list[int],
@@ -352,6 +383,7 @@ _KEYS: dict[str, frozenset[str]] = {
                        "messages_out", "sasl"}),
     "name": frozenset({"t", "name", "owners"}),
     "pending": frozenset({"t", "caller", "serial", "callee"}),
+    "component": frozenset({"t", "component", "kind", "data", "fds"}),
 }
 _RETIRED_KEYS: frozenset[str] = frozenset()
 
@@ -360,4 +392,5 @@ _LOADERS: dict[str, Callable[[Restored, dict[str, Any], list[int], dict[int, Sha
     "bus": _load_bus, "supervisor": _load_supervisor, "supervisor_fd": _load_supervisor_fd,
     "listener": _load_listener,
     "peer": _load_peer, "name": _load_name, "pending": _load_pending,
+    "component": _load_component,
 }

@@ -31,6 +31,8 @@ from .restore import FIXTURE, SNAPSHOTS, Restoring, records, sign
 
 V10 = SNAPSHOTS / "v1.0-bus.jsonl"
 V11 = SNAPSHOTS / "v1.1-bus.jsonl"
+V12 = SNAPSHOTS / "v1.2-bus.jsonl"
+VERSION_OF = {V10: (1, 0), V11: (1, 1), V12: (1, 2)}
 FIXTURE_IFACE = "org.bootbus.Fixture"
 SERVICE = DBusAddress("/org/bootbus/Fixture", bus_name=FIXTURE_IFACE, interface=FIXTURE_IFACE)
 DBUS = DBusAddress("/org/freedesktop/DBus", bus_name="org.freedesktop.DBus",
@@ -51,12 +53,12 @@ def newer_minor() -> bytes:
 # -- decode level ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [V10, V11], ids=["v1.0", "v1.1"])
+@pytest.mark.parametrize("path", [V10, V11, V12], ids=["v1.0", "v1.1", "v1.2"])
 def test_decode_previous_formats(path: Any) -> None:
     logged: list[str] = []
     restored = snapshot.decode(path.read_bytes(), logged.append)
     assert logged == []
-    assert restored.version == ((1, 0) if path == V10 else (1, 1))
+    assert restored.version == VERSION_OF[path]
     bus = restored.bus
     assert bus.bus_id == FIXTURE["bus_id"]
     by_name = {p.unique_name: p for p in bus.peers.values() if p.unique_name}
@@ -149,8 +151,9 @@ def _status(client: Client) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("data", [V10.read_bytes(), V11.read_bytes(), newer_minor()],
-                         ids=["v1.0", "v1.1", "v1.99"])
+@pytest.mark.parametrize("data", [V10.read_bytes(), V11.read_bytes(), V12.read_bytes(),
+                                  newer_minor()],
+                         ids=["v1.0", "v1.1", "v1.2", "v1.99"])
 def test_daemon_restores_fixture(data: bytes) -> None:
     generation = FIXTURE["generation"] + 1
     with Restoring(data) as daemon:
