@@ -6,7 +6,9 @@ directory that names a service wins, as in dbus-daemon), one pending
 activation per name with its StartServiceByName callers and its queued
 auto-start messages, and the children it spawned: their stdout/stderr are one
 pipe read in the event loop into the step log, their exit is seen through a
-pidfd. A pending activation ends when the name gets an owner (callers get
+pidfd and reaped by pid (after a re-exec no Popen object knows them). All of
+it crosses a re-exec (``save``/``restore``): the children with their pidfds
+and pipes, the pending activations with their held calls and their fds. A pending activation ends when the name gets an owner (callers get
 ``u 1``, queued messages are routed normally), when the child exits first
 (Spawn.ChildExited / Spawn.ChildSignaled), when Exec cannot be executed
 (Spawn.ExecFailed) or after ACTIVATION_TIMEOUT (TimedOut), with dbus-daemon's
@@ -18,6 +20,7 @@ _dbus_shell_parse_argv, no expansion), blocks on a child or its output,
 reaps a process it did not spawn, or leaks the fds of a queued message.
 """
 
+import binascii
 import functools
 import os
 import pwd
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from ..bus.peer import Peer, PeerState
 from ..bus.router import Bus, PeerError
 from ..wire import message as m
+from ..state.snapshot import ComponentRecord
 from .notify import NOTIFY_ENVIRONMENT
 from .server import Server
 
@@ -55,6 +59,8 @@ ERR_SERVICE_UNKNOWN = E + "ServiceUnknown"
 START_REPLY_SUCCESS = 1
 SYSTEMD_NAME = "org.freedesktop.systemd1"
 SYSTEMD_ACTIVATOR_IFACE = "org.freedesktop.systemd1.Activator"
+COMPONENT = "activation"  # its records' name in a re-exec snapshot
+EXIT_STATUS_UNKNOWN = 255  # a child someone else reaped (never us: we own our children)
 
 Logger = Callable[..., None]
 
@@ -131,11 +137,29 @@ def load_service_dirs(dirs: Iterable[str], log: Logger) -> dict[str, ServiceFile
 @dataclass(eq=False)
 class Child:
     name: str
-    proc: "subprocess.Popen[bytes]"
+    pid: int
     pidfd: int
     output: int
+    proc: "subprocess.Popen[bytes] | None" = None  # None once restored after a re-exec
+    returncode: int | None = None
     partial: bytes = b""
     owned: bool = False
+
+    def poll(self) -> int | None:
+        """Reap the child if it exited; its exit code (negative: signal), or None."""
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, code = self.pid, EXIT_STATUS_UNKNOWN
+        else:
+            code = os.waitstatus_to_exitcode(status) if pid else 0
+        if pid:
+            self.returncode = code
+            if self.proc is not None:
+                self.proc.returncode = code  # so that Popen never waits for it again
+        return self.returncode
 
 
 @dataclass(eq=False)
@@ -278,13 +302,17 @@ class Activator:
         finally:
             os.close(wfd)
         os.set_blocking(rfd, False)
-        child = Child(service.name, proc, os.pidfd_open(proc.pid), rfd)
-        self.children[child.pidfd] = child
-        self.server.add_fd(child.pidfd, functools.partial(self._child_exited, child))
-        self.server.add_fd(rfd, functools.partial(self._read_output, child))
+        child = Child(service.name, proc.pid, os.pidfd_open(proc.pid), rfd, proc)
+        self._watch(child)
         self.log(6, f"activating {service.name}: pid {proc.pid} runs {service.exec}",
                  NAME=service.name, CHILD_PID=proc.pid, SERVICE_FILE=service.path)
         return child
+
+    def _watch(self, child: Child) -> None:
+        self.children[child.pidfd] = child
+        self.server.add_fd(child.pidfd, functools.partial(self._child_exited, child))
+        if child.output >= 0:
+            self.server.add_fd(child.output, functools.partial(self._read_output, child))
 
     def _name_changed(self, name: str, _old: str, new: str) -> None:
         if not new:
@@ -352,11 +380,11 @@ class Activator:
         child.partial = rest
         for line in lines:
             text = line.decode("utf-8", "replace")
-            self.log(6, f"{child.name}[{child.proc.pid}]: {text}", NAME=child.name,
-                     CHILD_PID=child.proc.pid, CHILD_OUTPUT=text)
+            self.log(6, f"{child.name}[{child.pid}]: {text}", NAME=child.name,
+                     CHILD_PID=child.pid, CHILD_OUTPUT=text)
 
     def _child_exited(self, child: Child, _events: int = 0) -> None:
-        if child.proc.poll() is None:
+        if child.poll() is None:
             return
         self.server.remove_fd(child.pidfd)
         os.close(child.pidfd)
@@ -369,10 +397,11 @@ class Activator:
             child = self.exited.pop(0)
             if child.output >= 0:
                 self._read_output(child)  # its last words, before the verdict
-            code = child.proc.returncode
+            code = child.returncode
+            assert code is not None
             how = (f"received signal {-code}" if code < 0 else f"exited with status {code}")
-            self.log(6 if child.owned else 4, f"{child.name}[{child.proc.pid}] {how}",
-                     NAME=child.name, CHILD_PID=child.proc.pid, EXIT_STATUS=code)
+            self.log(6 if child.owned else 4, f"{child.name}[{child.pid}] {how}",
+                     NAME=child.name, CHILD_PID=child.pid, EXIT_STATUS=code)
             activation = self.pending.get(child.name)
             if activation is not None and activation.child is child:
                 error = ERR_CHILD_SIGNALED if code < 0 else ERR_CHILD_EXITED
@@ -386,8 +415,8 @@ class Activator:
         for name, activation in list(self.pending.items()):
             if activation.deadline > now:
                 continue
-            if activation.child is not None and activation.child.proc.poll() is None:
-                activation.child.proc.send_signal(signal.SIGKILL)  # as dbus-daemon does
+            if activation.child is not None and activation.child.poll() is None:
+                signal.pidfd_send_signal(activation.child.pidfd, signal.SIGKILL)  # as dbus-daemon
             self._fail(name, ERR_TIMED_OUT, f"Failed to activate service '{name}': timed "
                        f"out (service_start_timeout={int(ACTIVATION_TIMEOUT * 1000)}ms)")
 
@@ -398,6 +427,94 @@ class Activator:
                     self._drop(item[1])
                     held.remove(item)
 
+    # -- across a re-exec ---------------------------------------------------------
+    def save(self) -> list[ComponentRecord]:
+        """Children (with their pidfds and pipes), then pending activations and held calls."""
+        records = [_child_record(child) for child in [*self.children.values(), *self.exited]]
+        for name, activation in self.pending.items():
+            service = activation.service
+            fds: dict[str, int] = {}
+            queued = []
+            for i, (peer, msg) in enumerate(activation.queued):
+                names = [f"q{i}.{j}" for j in range(len(msg.fds))]
+                fds.update(zip(names, msg.fds))
+                queued.append([peer.id, _b64(msg.raw), names])
+            records.append(ComponentRecord(COMPONENT, "activation", {
+                "name": name, "deadline": activation.deadline,
+                "service": {"name": service.name, "exec": service.exec, "path": service.path,
+                            "user": service.user, "systemd_service": service.systemd_service},
+                "child": activation.child.pid if activation.child is not None else None,
+                "starters": [[peer.id, _b64(msg.raw)] for peer, msg in activation.starters],
+                "queued": queued}, fds))
+        return records
+
+    def restore(self, records: list[ComponentRecord]) -> None:
+        """Adopt the previous image's children and pending activations."""
+        by_pid: dict[int, Child] = {}
+        for record in records:
+            for fd in record.fds.values():
+                os.set_inheritable(fd, False)
+        for record in records:
+            if record.kind == "child":
+                child = self._restore_child(record)
+                by_pid[child.pid] = child
+        for record in records:
+            if record.kind == "activation":
+                self._restore_activation(record, by_pid)
+            elif record.kind != "child":
+                self.log(4, f"unknown activation record {record.kind!r} skipped")
+                for fd in record.fds.values():
+                    _close_quietly(fd)
+        if records:
+            self.log(6, f"activation state restored: {len(self.pending)} pending, "
+                     f"{len(self.children)} children", PENDING=len(self.pending),
+                     CHILDREN=len(self.children))
+        for name in list(self.pending):  # owned in the last moments of the previous image
+            owner = self.bus.lookup(name)
+            if owner is not None:
+                self._name_changed(name, "", owner.unique_name)
+
+    def _restore_child(self, record: ComponentRecord) -> Child:
+        data = record.data
+        returncode = data.get("returncode")
+        child = Child(str(data["name"]), int(data["pid"]), record.fds.get("pidfd", -1),
+                      record.fds.get("output", -1),
+                      returncode=None if returncode is None else int(returncode),
+                      partial=_unb64(str(data.get("partial", ""))),
+                      owned=bool(data.get("owned", False)))
+        if child.output >= 0:
+            os.set_blocking(child.output, False)
+        if child.pidfd >= 0:
+            self._watch(child)
+        else:  # exited before the exec, not judged yet
+            if child.output >= 0:
+                self.server.add_fd(child.output, functools.partial(self._read_output, child))
+            self.exited.append(child)
+        return child
+
+    def _restore_activation(self, record: ComponentRecord, by_pid: dict[int, Child]) -> None:
+        data = record.data
+        svc = data["service"]
+        service = ServiceFile(name=str(svc["name"]), exec=str(svc["exec"]),
+                              path=str(svc["path"]), user=str(svc.get("user", "")),
+                              systemd_service=str(svc.get("systemd_service", "")))
+        child_pid = data.get("child")
+        activation = Activation(service, float(data["deadline"]),
+                                child=by_pid.get(int(child_pid)) if child_pid else None)
+        for peer_id, raw in data["starters"]:
+            peer = self.bus.peers.get(int(peer_id))
+            if peer is not None:
+                activation.starters.append((peer, m.parse(_unb64(raw))))
+        for peer_id, raw, fd_names in data["queued"]:
+            msg = m.parse(_unb64(raw))
+            msg.fds = [record.fds[n] for n in fd_names]
+            peer = self.bus.peers.get(int(peer_id))
+            if peer is None:
+                self._drop(msg)
+                continue
+            activation.queued.append((peer, msg))
+        self.pending[str(data["name"])] = activation
+
     def close(self) -> None:
         """At shutdown: stop reading; the children stay (they are services)."""
         for child in list(self.children.values()):
@@ -407,6 +524,30 @@ class Activator:
                 self.server.remove_fd(child.output)
                 os.close(child.output)
         self.children.clear()
+
+
+def _child_record(child: Child) -> ComponentRecord:
+    fds = {"pidfd": child.pidfd} if child.returncode is None else {}
+    if child.output >= 0:
+        fds["output"] = child.output
+    return ComponentRecord(COMPONENT, "child", {
+        "name": child.name, "pid": child.pid, "owned": child.owned,
+        "partial": _b64(child.partial), "returncode": child.returncode}, fds)
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return binascii.a2b_base64(text, strict_mode=True) if text else b""
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _dir_stamps(dirs: Iterable[str]) -> list[int]:

@@ -7,19 +7,29 @@ and the methods ListDevices, GetDevice and WaitForDevice. A waiter is answered
 at once from an enumeration if a matching device exists, later from the first
 monitor event that matches, or with org.bootbus.Error.Timeout at its deadline.
 
+Across a re-exec the monitor socket is reopened, so the waiters and the set
+of known devices (devpath -> a fingerprint of its properties, kept current by
+the events) go into the snapshot; the new image enumerates once serving
+(not on the re-exec pause) and turns the differences into DeviceAdded /
+DeviceChanged / DeviceRemoved, then answers the waiters the enumeration
+satisfies. An event seen by both paths may be signalled twice, none is lost.
+
 Never: polls sysfs for a waiter (the monitor is opened before any enumeration,
 so an event between the two is queued, not lost), blocks on the monitor
 socket, or lets a malformed uevent or a vanished device take the bus down.
 """
 
+import binascii
+import os.path
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-import os.path
 
 import pyudev  # type: ignore[import]
 
 from ..bus.peer import Peer, PeerState
 from ..bus.router import Bus
+from ..state.snapshot import ComponentRecord
 from ..wire import message as m
 from .server import Server
 
@@ -41,6 +51,9 @@ MAX_FILTER_KEYS = 32
 # is a DeviceChanged
 SIGNAL_OF_ACTION = {"add": "DeviceAdded", "remove": "DeviceRemoved"}
 ACTIONS_THAT_SATISFY_WAITERS = frozenset({"add", "change", "move", "bind", "online"})
+COMPONENT = "devices"  # its records' name in a re-exec snapshot
+# event-only properties, left out of a device's fingerprint (an enumeration has none)
+VOLATILE_PROPERTIES = frozenset({"ACTION", "SEQNUM"})
 DEVICE_SIG = "sssa{ss}"
 SIGNAL_SIG = "ssssa{ss}"
 
@@ -64,6 +77,13 @@ def properties_of(device: pyudev.Device) -> dict[str, str]:
 def record_of(device: pyudev.Device) -> DeviceRecord:
     return (device.subsystem or "", device.sys_name or "", device.device_path or "",
             properties_of(device))
+
+
+def fingerprint(props: Mapping[str, str]) -> int:
+    """A cheap digest of a device's lasting properties, stable across processes."""
+    text = "\0".join(f"{k}={v}" for k, v in sorted(props.items())
+                     if k not in VOLATILE_PROPERTIES)
+    return zlib.crc32(text.encode("utf-8", "surrogateescape"))
 
 
 def matches(wanted: Mapping[str, str], props: Mapping[str, str]) -> bool:
@@ -110,6 +130,12 @@ class Devices:
         self.monitor = monitor
         self.monitor.start()
         self.waiters: list[Waiter] = []
+        # devpath -> (fingerprint, subsystem): complete once the first enumeration ran
+        self.known: dict[str, tuple[int, str]] = {}
+        self.known_complete = False
+        self.diff_on_resync = False  # restored: signal what changed while no monitor ran
+        self._resync_due: float | None = server.clock()  # enumerate once serving
+        server.timers.append((lambda: self._resync_due, self._resync_if_due))
         server.add_fd(self.monitor.fileno(), self._readable)
         server.timers.append((self._next_deadline, self._expire))
         server.on_disconnect.append(self._disconnected)
@@ -203,6 +229,10 @@ class Devices:
     def event(self, action: str, record: DeviceRecord) -> None:
         """One uevent: broadcast it, then answer the waiters it satisfies."""
         subsystem, sysname, devpath, props = record
+        if action == "remove":
+            self.known.pop(devpath, None)
+        else:
+            self.known[devpath] = (fingerprint(props), subsystem)
         member = SIGNAL_OF_ACTION.get(action, "DeviceChanged")
         self.bus.emit_signal(IFACE, member, SIGNAL_SIG,
                              (subsystem, sysname, devpath, action, props),
@@ -220,6 +250,72 @@ class Devices:
     def _answer(self, waiter: Waiter, record: DeviceRecord) -> None:
         if waiter.peer.state is PeerState.ACTIVE:
             self.bus.reply(waiter.peer, waiter.call, DEVICE_SIG, record, sender=SERVICE)
+
+    # -- the enumeration after start and after a re-exec -----------------------
+    def _resync_if_due(self) -> None:
+        if self._resync_due is not None and self.server.clock() >= self._resync_due:
+            self._resync_due = None
+            self.resync()
+
+    def resync(self) -> None:
+        """Enumerate; after a restore, signal the differences from the snapshot's set."""
+        current: dict[str, DeviceRecord] = {r[2]: r for r in self.enumerate({})}
+        if self.diff_on_resync:
+            self.diff_on_resync = False
+            changes = 0
+            for devpath, (_print, subsystem) in list(self.known.items()):
+                if devpath not in current:
+                    changes += 1
+                    self.event("remove", (subsystem, devpath.rsplit("/", 1)[-1], devpath,
+                                          {"DEVPATH": devpath, "SUBSYSTEM": subsystem}))
+            for devpath, record in current.items():
+                seen = self.known.get(devpath)
+                if seen is None or seen[0] != fingerprint(record[3]):
+                    changes += 1
+                    self.event("add" if seen is None else "change", record)
+            self.log(6, f"devices re-enumerated after the re-exec: {len(current)} devices, "
+                     f"{changes} changed meanwhile", DEVICES=len(current), CHANGES=changes)
+        self.known = {path: (fingerprint(r[3]), r[0]) for path, r in current.items()}
+        self.known_complete = True
+        still = []
+        for waiter in self.waiters:
+            found = next((r for r in current.values() if matches(waiter.wanted, r[3])), None)
+            if found is not None:
+                self._answer(waiter, found)
+            else:
+                still.append(waiter)
+        self.waiters = still
+
+    # -- across a re-exec ----------------------------------------------------------
+    def save(self) -> list[ComponentRecord]:
+        records = [ComponentRecord(COMPONENT, "known", {
+            "complete": self.known_complete,
+            "devices": {path: list(v) for path, v in self.known.items()}})]
+        records.extend(ComponentRecord(COMPONENT, "waiter", {
+            "peer": w.peer.id, "call": _b64(w.call.raw), "wanted": w.wanted,
+            "deadline": w.deadline}) for w in self.waiters)
+        return records
+
+    def restore(self, records: list[ComponentRecord]) -> None:
+        for record in records:
+            data = record.data
+            if record.kind == "known":
+                if data.get("complete"):
+                    self.known = {str(path): (int(v[0]), str(v[1]))
+                                  for path, v in data["devices"].items()}
+                    self.diff_on_resync = True
+            elif record.kind == "waiter":
+                peer = self.bus.peers.get(int(data["peer"]))
+                if peer is None or peer.state is not PeerState.ACTIVE:
+                    continue
+                call = m.parse(_unb64(str(data["call"])))
+                wanted = {str(k): str(v) for k, v in data["wanted"].items()}
+                self.waiters.append(Waiter(peer, call, wanted, float(data["deadline"])))
+            else:
+                self.log(4, f"unknown devices record {record.kind!r} skipped")
+        self._resync_due = self.server.clock()
+        self.log(6, f"device state restored: {len(self.waiters)} waiters, "
+                 f"{len(self.known)} known devices", WAITERS=len(self.waiters))
 
     # -- deadlines and disconnects ----------------------------------------------
     def _next_deadline(self) -> float | None:
@@ -240,10 +336,16 @@ class Devices:
         self.waiters = [w for w in self.waiters if w.peer is not peer]
 
 
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return binascii.a2b_base64(text, strict_mode=True) if text else b""
+
+
 def _text(wanted: Mapping[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(wanted.items())) or "(any device)"
-
-
 
 
 def install(bus: Bus, server: Server, register: Callable[[str, Handler], None],

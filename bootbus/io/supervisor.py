@@ -21,11 +21,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..bus.peer import Peer
 from ..bus.router import Bus
-from ..state.snapshot import ListenerRecord, encode
+from ..state.snapshot import ComponentRecord, ListenerRecord, encode
 from ..wire import message as m
 from . import reexec
 from .listen import Listener
@@ -51,6 +51,18 @@ Logger = Callable[..., None]
 
 def _silent(priority: int, message: str, **fields: Any) -> None:
     pass
+
+
+class Component(Protocol):
+    """An io component whose state crosses a re-exec (bus activation, the device monitor).
+
+    ``save`` must not change the component: if the exec fails, it keeps serving.
+    ``restore`` takes the records the previous image saved, fds already inherited.
+    """
+
+    def save(self) -> list[ComponentRecord]: ...
+
+    def restore(self, records: list[ComponentRecord]) -> None: ...
 
 
 def detect_phase() -> str:
@@ -102,6 +114,9 @@ class Supervisor:
     on_before_exec: list[Callable[[], None]] = field(default_factory=list)
     # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
     on_exec_failed: list[Callable[[str], None]] = field(default_factory=list)
+    components: dict[str, Component] = field(default_factory=dict)
+    # records of the previous image for components not attached (yet): by component name
+    _unclaimed: dict[str, list[ComponentRecord]] = field(default_factory=dict)
 
     def install(self) -> None:
         self.bus.services[SERVICE] = self.handle
@@ -141,10 +156,37 @@ class Supervisor:
                 self._pid1_root = (int(pid1_root[0]), int(pid1_root[1]))
             elif self._pid1_root is None:
                 self._pid1_root = _pid1_root(self._proc_fd)
+        for record in state.get("components", []):
+            self._unclaimed.setdefault(record.component, []).append(record)
         for peer_id, serial in state.get("answer_after_exec", []):
             peer = self.bus.peers.get(int(peer_id))
             if peer is not None:
                 self._reply(peer, int(serial))
+
+    def attach(self, name: str, component: Component | None) -> None:
+        """Carry ``component``'s state across re-execs; give it what the last image saved.
+
+        Attach before the loop runs: records nobody attached for by the first
+        tick are logged and their fds closed.
+        """
+        if component is None:
+            return
+        self.components[name] = component
+        records = self._unclaimed.pop(name, [])
+        if records:
+            component.restore(records)
+
+    def _drop_unclaimed(self) -> None:
+        for name, records in self._unclaimed.items():
+            self.log(4, f"{len(records)} records of {name} from the previous image dropped: "
+                     "nothing serves it now", COMPONENT=name)
+            for record in records:
+                for fd in record.fds.values():
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        self._unclaimed = {}
 
     # -- the bus interface ------------------------------------------------------
     def handle(self, bus: Bus, peer: Peer, msg: m.Message) -> None:
@@ -338,6 +380,8 @@ class Supervisor:
         self._waiting = []
 
     def tick(self) -> None:
+        if self._unclaimed:
+            self._drop_unclaimed()
         if self.ready and self.exec_target is not None:
             self.ready = False
             self._exec()
@@ -394,7 +438,10 @@ class Supervisor:
         own_fds = {}
         if self.prepared_root is not None and self.prepared_root != target.root_fd:
             own_fds["prepared_root"] = self.prepared_root
-        data, fds = encode(bus, conn_fds, listeners, self.state(), deadlines, own_fds)
+        components = [record for component in self.components.values()
+                      for record in component.save()]
+        data, fds = encode(bus, conn_fds, listeners, self.state(), deadlines, own_fds,
+                           components)
         memfd = reexec.write_memfd(data)
         target.argv[target.argv.index("--restore-fd") + 1] = str(memfd)
         queued = sum(len(p.outq) for p in bus.peers.values())

@@ -126,8 +126,10 @@ class Daemon:
             raise DaemonError("; ".join(problems) + f"\nstderr:\n{log[-4000:]}")
 
 
-def start(pythonpath: Path = REPO, env: dict[str, str] | None = None) -> Daemon:
-    """Start bootbus from ``pythonpath``; return once it prints its address."""
+def start(pythonpath: Path = REPO, env: dict[str, str] | None = None,
+          args: tuple[str, ...] = ()) -> Daemon:
+    """Start bootbus from ``pythonpath`` (with extra ``args``); return once it prints its
+    address."""
     tmpdir = Path(tempfile.mkdtemp(prefix="bb-rx-"))  # short: sun_path is 108 bytes
     socket_path = str(tmpdir / "sock")
     stderr_path = tmpdir / "stderr.log"
@@ -136,7 +138,7 @@ def start(pythonpath: Path = REPO, env: dict[str, str] | None = None) -> Daemon:
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(
             [PYTHON, "-m", "bootbus", "--address", f"unix:path={socket_path}",
-             "--print-address", "--runtime-dir", str(tmpdir / "rt")],
+             "--print-address", "--runtime-dir", str(tmpdir / "rt"), *args],
             cwd=tmpdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
             env=full_env)
     daemon = Daemon(tmpdir, socket_path, process, stderr_path)
@@ -169,8 +171,9 @@ def _first_line(daemon: Daemon) -> str:
 
 
 @contextmanager
-def running(pythonpath: Path = REPO, env: dict[str, str] | None = None) -> Iterator[Daemon]:
-    daemon = start(pythonpath, env)
+def running(pythonpath: Path = REPO, env: dict[str, str] | None = None,
+            args: tuple[str, ...] = ()) -> Iterator[Daemon]:
+    daemon = start(pythonpath, env, args)
     try:
         yield daemon
     finally:
