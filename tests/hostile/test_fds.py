@@ -109,8 +109,9 @@ def test_fd_flood_to_a_peer_that_never_reads(fresh_target: Target) -> None:
     errors = 0
     try:
         with registered_with_fds(target.bus) as sender, PeakSampler(target.pid) as peak:
+            sent = 0
             try:
-                for _ in range(FLOOD_MESSAGES):
+                for sent in range(FLOOD_MESSAGES):
                     msg = signal_with_fds(sender.next_serial(), SCM_MAX_FD, sink.unique_name)
                     send_with_fds(sender, msg, [r] * SCM_MAX_FD)
             except (BrokenPipeError, ConnectionResetError):
@@ -120,7 +121,9 @@ def test_fd_flood_to_a_peer_that_never_reads(fresh_target: Target) -> None:
             with registered(target.bus) as newcomer:  # the daemon can still accept
                 assert newcomer.call("GetId").msg_type == rw.METHOD_RETURN
             assert_served_promptly(target.witness)
-        print(f"peak fds {peak.peak_fds}, before {target.before.fds}")
+            owned = target.witness.call("NameHasOwner", "s", (sink.unique_name,))
+            assert owned.args() == [False], "the peer that does not read is still connected"
+        print(f"peak fds {peak.peak_fds}, before {target.before.fds}, {sent} sent, {errors}")
         assert peak.peak_fds <= target.before.fds + MAX_HELD_FDS, (
             f"the daemon held {peak.peak_fds} fds for one peer that does not read "
             f"(it had {target.before.fds}; bound {MAX_HELD_FDS} more)")
