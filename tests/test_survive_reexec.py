@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import shutil
 import signal
 import subprocess
@@ -270,3 +271,29 @@ def test_resync_signals_what_changed_while_no_monitor_ran() -> None:
     assert new.waiters[0].deadline == old.waiters[1].deadline
     assert waiter.received() == []
     new.close()
+
+
+@needs_root
+def test_events_keep_the_known_set_equal_to_an_enumeration(veth: tuple[str, str]) -> None:
+    """Else the next image's diff would signal phantom changes (a veth's queues/rx-0 has
+    uevents but no subsystem link, so no enumeration lists it)."""
+    bus = new_bus()
+    devices, _server = _devices(bus, [])
+    devices.resync()
+    subprocess.run(["ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1]],
+                   check=True)
+    subprocess.run(["ip", "link", "set", veth[0], "up"], check=True)
+    wanted = {f"/devices/virtual/net/{name}" for name in veth}
+    deadline = time.monotonic() + CALL_TIMEOUT
+    with selectors.DefaultSelector() as sel:
+        sel.register(devices.monitor.fileno(), selectors.EVENT_READ)
+        while not wanted <= devices.known.keys():
+            assert time.monotonic() < deadline, "no uevent for the veth pair"
+            if sel.select(1.0):
+                devices._readable(0)
+    def ours(path: str) -> bool:  # other tests may add devices meanwhile: only the pair's
+        return any(path == w or path.startswith(w + "/") for w in wanted)
+
+    current = {r[2]: dev.fingerprint(r[3]) for r in devices.enumerate({}) if ours(r[2])}
+    assert {path: known[0] for path, known in devices.known.items() if ours(path)} == current
+    devices.close()

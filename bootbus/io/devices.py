@@ -231,7 +231,7 @@ class Devices:
         subsystem, sysname, devpath, props = record
         if action == "remove":
             self.known.pop(devpath, None)
-        else:
+        elif self._enumerable(devpath):
             self.known[devpath] = (fingerprint(props), subsystem)
         member = SIGNAL_OF_ACTION.get(action, "DeviceChanged")
         self.bus.emit_signal(IFACE, member, SIGNAL_SIG,
@@ -246,6 +246,11 @@ class Devices:
             else:
                 still.append(waiter)
         self.waiters = still
+
+    def _enumerable(self, devpath: str) -> bool:
+        """Whether an enumeration lists it: libudev skips kobjects with no subsystem link
+        (a net device's queues/rx-0 has none, though its uevents say SUBSYSTEM=queues)."""
+        return os.path.lexists(f"{self.context.sys_path}{devpath}/subsystem")
 
     def _answer(self, waiter: Waiter, record: DeviceRecord) -> None:
         if waiter.peer.state is PeerState.ACTIVE:
