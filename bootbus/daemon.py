@@ -317,14 +317,16 @@ def run(config: Config) -> int:
     services = InterfaceRouter(bus.services[SERVICE])  # the supervisor answers the rest
     services.register(LOG_IFACE, telemetry.handle_log)
     from .io import devices  # pyudev only once the bus serves
-    devices.install(bus, server, services.register, telemetry.step)
+    supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,
+                                                         telemetry.step))
     from .io import activation
     service_dirs = list(config.service_dirs)
     if manager is not None:
         manager.log = telemetry.step
         service_dirs += [d.path for d in manager.config.servicedirs if d.path not in service_dirs]
-    activation.install(bus, server, service_dirs, ";".join(addresses),
-                       telemetry.step, system_bus=config.system_activation)
+    supervisor.attach(activation.COMPONENT, activation.install(
+        bus, server, service_dirs, ";".join(addresses), telemetry.step,
+        system_bus=config.system_activation))
     bus.services[SERVICE] = services
     if state:
         exec_started = os.environ.pop("BOOTBUS_EXEC_STARTED", "")
