@@ -60,6 +60,7 @@ class Peer:
     framer: Framer = field(default_factory=Framer)
     outq: list[OutFrame] = field(default_factory=list)
     out_bytes: int = 0
+    out_fds: int = 0  # fds held for frames in outq (the io layer decrements as it sends)
     matches: list[MatchRule] = field(default_factory=list)
     monitor_rules: list[MatchRule] = field(default_factory=list)
     sender_fields: dict[str, bytes] = field(default_factory=dict)

@@ -35,6 +35,9 @@ MAX_PENDING_REPLIES_PER_PEER = 8192  # dbus-daemon's session bus allows 50000, s
 MAX_MATCH_RULES_PER_PEER = 4096  # dbus-daemon: 512 (system) .. 50000 (session)
 MAX_NAMES_PER_PEER = 512  # dbus-daemon's max_names_per_connection default
 MAX_OUTGOING_BYTES_PER_PEER = 128 * 1024 * 1024  # dbus-daemon's max_outgoing_bytes (127 MB)
+# fds held for one peer's unsent messages: four full messages' worth. Tiny messages
+# carrying 253 fds each would otherwise exhaust the bus's fds long before the byte cap.
+MAX_OUTGOING_FDS_PER_PEER = 4 * MAX_UNIX_FDS_PER_MESSAGE
 
 ERR_SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
 ERR_NAME_HAS_NO_OWNER = "org.freedesktop.DBus.Error.NameHasNoOwner"
@@ -221,7 +224,8 @@ class Bus:
         if self.policy is not None and not self._permit(peer, msg, target):
             self._release_fds(msg)
             return
-        if target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER:
+        if (target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER
+                or target.out_fds + len(msg.fds) > MAX_OUTGOING_FDS_PER_PEER):
             self._release_fds(msg)
             if wants_reply:
                 self.send_error(peer, msg, ERR_LIMITS_EXCEEDED,
@@ -373,13 +377,16 @@ class Bus:
         size = len(header) + len(body)
         if shared is not None:
             shared.refs += 1
+            target.out_fds += len(shared.fds)
         target.outq.append(OutFrame([header, body] if body else [header], shared, size))
         target.out_bytes += size
         target.messages_out += 1
         self.dirty.add(target)
-        if target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER and msg.type != m.METHOD_CALL:
+        if msg.type != m.METHOD_CALL and (target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER
+                                          or target.out_fds > MAX_OUTGOING_FDS_PER_PEER):
             self.doomed.setdefault(target, "output queue exceeded "
-                                   f"{MAX_OUTGOING_BYTES_PER_PEER} bytes (not reading)")
+                                   f"{MAX_OUTGOING_BYTES_PER_PEER} bytes or "
+                                   f"{MAX_OUTGOING_FDS_PER_PEER} fds (not reading)")
 
     def _release_fds(self, msg: m.Message) -> None:
         if msg.fds:
@@ -401,6 +408,9 @@ class Bus:
             target.out_bytes += len(raw)
             target.messages_out += 1
             self.dirty.add(target)
+            if target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER:  # it does not read its replies
+                self.doomed.setdefault(target, "output queue exceeded "
+                                       f"{MAX_OUTGOING_BYTES_PER_PEER} bytes (not reading)")
         if self.monitors:
             self._to_monitors(None, m.parse(raw))
 
@@ -532,7 +542,7 @@ class Bus:
                              (peer.unique_name, peer.unique_name, ""))
         del self.peers[peer.id]  # only now: the events above name the peer's unique name
         frames, peer.outq = peer.outq, []
-        peer.out_bytes = 0
+        peer.out_bytes = peer.out_fds = 0
         return frames
 
     def _answer_pending_of(self, peer: Peer) -> None:
@@ -565,6 +575,7 @@ class Bus:
             for rule in peer.matches:
                 self._index_rule(peer, rule)
             peer.pending_calls = 0
+            peer.out_fds = sum(len(f.fds.fds) for f in peer.outq if f.fds is not None)
         for caller_id, _serial in self.pending:
             caller = self.peers.get(caller_id)
             if caller is not None:

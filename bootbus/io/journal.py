@@ -327,7 +327,11 @@ class JournalBridge:
         return self._take_notes()
 
     def _connect(self, now: int) -> bool:
-        sock = self._transport(self.socket_path)
+        try:
+            sock = self._transport(self.socket_path)  # EMFILE here must not end the bus
+        except OSError:
+            self._next_attempt_usec = now + self._retry_usec
+            return False
         try:
             sock.connect()
         except OSError:

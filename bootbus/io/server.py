@@ -25,6 +25,7 @@ from ..wire.errors import AuthError
 from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
 from ..wire.sasl import SaslServer
 from .listen import Listener
+from .memory import TRIM_AFTER_BYTES, release_free_memory
 
 READ_SIZE = 256 * 1024  # one read per ready peer per iteration; big enough to batch
 ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_UNIX_FDS_PER_MESSAGE * 4)
@@ -37,6 +38,8 @@ MAX_INCOMPLETE_PER_USER = 32
 MAX_CONNECTIONS_PER_USER = 2048  # dbus-daemon's max_completed_connections
 ACCEPTS_PER_WAKEUP = 64
 TICK_INTERVAL = 1.0  # seconds: authentication timeouts and supervisor checks
+TRIM_AFTER_CONNECTIONS = 256  # after a flood of at least this many halves, trim the heap
+ACCEPT_BACKOFF = 0.25  # seconds a listener rests after accept() ran out of fds or memory
 TIMER_RECHECK = 0.25  # seconds: how stale a timer's deadline may be (summary, journal replay)
 SO_PEERGROUPS = 59
 SO_PEERSEC = 31
@@ -100,6 +103,8 @@ class Server:
         # work goes to on_tick, timers are for work that must not run on every wakeup
         self.timers: list[tuple[Callable[[], float | None], Callable[[], None]]] = []
         self._timers_due = 0.0
+        self._conns_peak = 0  # most connections since memory was last given back
+        self._paused: dict[int, float] = {}  # listeners not watched until then (out of fds)
         for fd in self.listeners:
             self.epoll.register(fd, _IN)
 
@@ -122,6 +127,8 @@ class Server:
             self.incomplete_by_uid[peer.uid] = self.incomplete_by_uid.get(peer.uid, 0) + 1
         self.conns_by_uid[peer.uid] = self.conns_by_uid.get(peer.uid, 0) + 1
         self.conns[sock.fileno()] = conn
+        if len(self.conns) > self._conns_peak:
+            self._conns_peak = len(self.conns)
         self.by_peer[peer.id] = conn
         if peer.outq:
             conn.events = _IN | _OUT
@@ -149,8 +156,8 @@ class Server:
                 wanted = source()
                 if wanted is not None and wanted < due:
                     due = wanted
-            self._timers_due = due
-        if not (self.timers or self.on_tick or self.authenticating):
+            self._timers_due = min(due, *self._paused.values()) if self._paused else due
+        if not (self.timers or self.on_tick or self.authenticating or self._paused):
             return -1.0
         return max(0.0, min(self._timers_due, now + TICK_INTERVAL) - now)
 
@@ -170,6 +177,8 @@ class Server:
                 if handler is not None:
                     handler(mask)
         self.settle()
+        if self._paused:
+            self._resume_listeners()
         for tick in self.on_tick:
             tick()
         if self.timers and self.clock() >= self._timers_due:
@@ -210,7 +219,10 @@ class Server:
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    return  # out of resources: leave the rest in the backlog
+                    # Out of resources: leave the rest in the backlog and stop watching
+                    # this listener for a while, or level-triggered epoll spins on it.
+                    self._pause_listener(lsock)
+                    return
                 raise
             try:
                 pid, uid, gids, label = peer_credentials(sock)
@@ -243,8 +255,23 @@ class Server:
             return "refused_connections_user"
         return ""
 
+    def _pause_listener(self, lsock: socket.socket) -> None:
+        fd = lsock.fileno()
+        if fd not in self._paused:
+            self.epoll.unregister(fd)
+            self._paused[fd] = self.clock() + ACCEPT_BACKOFF
+            self._timers_due = min(self._timers_due, self._paused[fd])
+
+    def _resume_listeners(self, force: bool = False) -> None:
+        now = self.clock()
+        for fd, until in list(self._paused.items()):
+            if force or until <= now:
+                del self._paused[fd]
+                self.epoll.register(fd, _IN)
+
     def _auth_done(self, conn: Connection) -> None:
-        if self.authenticating.pop(conn, None) is not None:
+        if conn in self.authenticating:  # (the dict's values are all None)
+            del self.authenticating[conn]
             uid = conn.peer.uid
             left = self.incomplete_by_uid.get(uid, 1) - 1
             if left:
@@ -356,6 +383,7 @@ class Server:
                 self.disconnect(conn, f"write failed: {exc.strerror}")
                 return
             if first.fds is not None:
+                peer.out_fds -= len(first.fds.fds)
                 self._release(first)
             peer.out_bytes -= sent
             done = 0
@@ -402,6 +430,8 @@ class Server:
         if self.by_peer.pop(peer.id, None) is None:
             return
         self._auth_done(conn)
+        if self._paused:
+            self._resume_listeners(force=True)  # an fd came free: accept again
         left = self.conns_by_uid.get(peer.uid, 1) - 1
         if left:
             self.conns_by_uid[peer.uid] = left
@@ -414,8 +444,15 @@ class Server:
         except (OSError, ValueError):
             pass
         conn.sock.close()
+        dropped = 0
         for frame in self.bus.remove_peer(peer):
+            dropped += frame.size
             self._release(frame)
+        if dropped >= TRIM_AFTER_BYTES or (
+                self._conns_peak >= TRIM_AFTER_CONNECTIONS
+                and len(self.conns) * 2 < self._conns_peak):
+            self._conns_peak = len(self.conns)  # a flood went away: give its memory back
+            release_free_memory()
         _close_all(peer.framer.take_fds())
         for hook in self.on_disconnect:
             hook(peer, reason)

@@ -26,6 +26,7 @@ from .summary import ConnectionSummary, ErrorSummary, NameSummary, Summary, Summ
 
 LOG_IFACE = "org.bootbus.Log1"
 CLIENT_LOG_BURST = 64  # records a client may log at once; refilled at CLIENT_LOG_RATE
+TICK_ERROR_REPORT_EVERY = 100  # log the first failing telemetry tick, then every 100th
 CLIENT_LOG_RATE = 16.0  # records per second and client, so one client cannot flush the log
 
 
@@ -52,6 +53,7 @@ class Telemetry:
         self.pivots = 0
         self.started = (int(time.time() * 1e6), int(time.monotonic() * 1e6))
         self.state = "running"
+        self.tick_errors = 0
         # Echo steps on stderr too, unless stderr already is the journal (systemd sets
         # JOURNAL_STREAM for that), where the bridge delivers them with their fields.
         self.echo_stderr = "JOURNAL_STREAM" not in os.environ
@@ -117,9 +119,15 @@ class Telemetry:
 
     # -- loop -----------------------------------------------------------------
     def tick(self) -> None:
-        self.steplog.poll()
-        self.summary.flush_if_due()
-        self.notifier.watchdog_tick()
+        # Logging must never take the bus down: out of fds or memory, it waits.
+        for work in (self.steplog.poll, self.summary.flush_if_due, self.notifier.watchdog_tick):
+            try:
+                work()
+            except OSError as exc:
+                self.tick_errors += 1
+                if self.tick_errors == 1 or self.tick_errors % TICK_ERROR_REPORT_EVERY == 0:
+                    self.step(3, f"telemetry: {exc} (the bus keeps serving)",
+                              ERRORS=self.tick_errors)
 
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (self.steplog.next_deadline_usec(),
