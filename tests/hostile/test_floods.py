@@ -18,7 +18,7 @@ from typing import Any
 
 from integration import rawwire as rw
 
-from .conftest import Target
+from .conftest import REPEAT_RSS_TOLERANCE_KIB, Target
 from .peers import (NOBODY, THIRD_UID, ForeignUser, assert_disconnected,
                     assert_served_promptly, registered)
 from .procstat import PeakSampler
@@ -38,12 +38,36 @@ STORM_SIGNALS = MAX_OUTGOING_BYTES_PER_PEER // STORM_SIGNAL_BYTES + 8
 # Memory a 128 MiB episode may leave in the daemon once the reader is gone,
 # and what it may hold at the peak beyond the cap itself.
 STORM_RSS_TOLERANCE_KIB = 4 * 1024
+# The same after ~128 MiB of small replies (3.6 KiB each): freed small objects
+# fragment Python's heap (malloc_trim does not help: measured +5.7 MiB after a
+# 112 MiB episode, with and without it), so this bound is looser. Five rounds
+# in a row measured +4.5, +5.6, +4.5, +4.6, +4.6 MiB over the warm baseline:
+# no trend, but up to 3 MiB of noise between two rounds.
+UNREAD_RSS_TOLERANCE_KIB = 8 * 1024
+UNREAD_REPEAT_TOLERANCE_KIB = 4 * 1024
 STORM_PEAK_SLACK_KIB = 64 * 1024
 # Replies the non-reading caller asks for (Introspect of the driver is a few KiB).
 # Connections one user makes one after the other (each closed before the next).
 RECONNECTS = 3 * MAX_INCOMPLETE_PER_USER
 UNREAD_CALL_BATCH = 2000
 UNREAD_CALLS_MAX = 60_000
+
+
+def assert_repeatable(target: Target, episode: Callable[[Target], None],
+                      first_tolerance_kib: int,
+                      repeat_tolerance_kib: int = REPEAT_RSS_TOLERANCE_KIB) -> None:
+    """Run a big attack twice on one daemon.
+
+    After the first, the daemon must be within first_tolerance_kib of its
+    warmed-up baseline (the allocator may keep its high-water mark); after the
+    second, within repeat_tolerance_kib of what the first left: anything
+    more grows with every attack, which is a leak.
+    """
+    episode(target)
+    target.assert_recovered(first_tolerance_kib)
+    target.rebaseline()
+    episode(target)
+    target.assert_recovered(repeat_tolerance_kib)
 
 
 def closed_by_peer(sock: socket.socket) -> bool:
@@ -100,13 +124,15 @@ def incomplete_flood(path: str) -> Callable[[Callable[[dict[str, Any]], None]], 
     return run
 
 
-def test_incomplete_connection_flood_from_another_user(fresh_target: Target) -> None:
-    target = fresh_target
+def incomplete_flood_episode(target: Target) -> None:
     with ForeignUser(NOBODY, incomplete_flood(target.bus.socket_path)) as flood:
         got = flood.wait_report()
         assert got["open"] == MAX_INCOMPLETE_PER_USER, got
         assert_bystanders_served(target)
-    target.assert_recovered()
+
+
+def test_incomplete_connection_flood_from_another_user(fresh_target: Target) -> None:
+    assert_repeatable(fresh_target, incomplete_flood_episode, STORM_RSS_TOLERANCE_KIB)
 
 
 def reconnect_often(path: str) -> Callable[[Callable[[dict[str, Any]], None]], None]:
@@ -151,8 +177,7 @@ def complete_flood(path: str) -> Callable[[Callable[[dict[str, Any]], None]], No
     return run
 
 
-def test_connection_flood_past_the_per_user_total(fresh_target: Target) -> None:
-    target = fresh_target
+def complete_flood_episode(target: Target) -> None:
     with PeakSampler(target.pid) as peak:
         with ForeignUser(NOBODY, complete_flood(target.bus.socket_path)) as flood:
             got = flood.wait_report()
@@ -161,7 +186,10 @@ def test_connection_flood_past_the_per_user_total(fresh_target: Target) -> None:
             assert_bystanders_served(target)
     print(f"{MAX_CONNECTIONS_PER_USER} peers: peak {peak.peak_rss_kib - target.before.rss_kib}"
           " KiB over baseline")
-    target.assert_recovered(STORM_RSS_TOLERANCE_KIB)
+
+
+def test_connection_flood_past_the_per_user_total(fresh_target: Target) -> None:
+    assert_repeatable(fresh_target, complete_flood_episode, STORM_RSS_TOLERANCE_KIB)
 
 
 def storm_signal(serial: int) -> bytes:
@@ -172,8 +200,7 @@ def storm_signal(serial: int) -> bytes:
         rw.SIGNATURE: "ay"}, body)
 
 
-def test_slow_reader_under_a_signal_storm(fresh_target: Target) -> None:
-    target = fresh_target
+def storm_episode(target: Target) -> None:
     reader = registered(target.bus)
     reader.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     reader.call("AddMatch", "s", ("type='signal',interface='com.example.Storm'",))
@@ -192,14 +219,13 @@ def test_slow_reader_under_a_signal_storm(fresh_target: Target) -> None:
     over = peak.peak_rss_kib - target.before.rss_kib
     print(f"storm: peak {over} KiB over baseline")
     assert over <= MAX_OUTGOING_BYTES_PER_PEER // 1024 + STORM_PEAK_SLACK_KIB
-    target.assert_recovered(STORM_RSS_TOLERANCE_KIB)
 
 
-def test_peer_that_never_reads_its_replies(fresh_target: Target) -> None:
-    """Replies are queued for their caller like anything else: past the cap,
-    the caller that does not read them is disconnected. (Its own daemon: a
-    failure here leaves the daemon hundreds of MiB larger.)"""
-    target = fresh_target
+def test_slow_reader_under_a_signal_storm(fresh_target: Target) -> None:
+    assert_repeatable(fresh_target, storm_episode, STORM_RSS_TOLERANCE_KIB)
+
+
+def unread_replies_episode(target: Target) -> None:
     caller = registered(target.bus)
     caller.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     assert caller.unique_name is not None
@@ -229,4 +255,11 @@ def test_peer_that_never_reads_its_replies(fresh_target: Target) -> None:
               f"{peak.peak_rss_kib - target.before.rss_kib} KiB over")
     finally:
         caller.close()
-    target.assert_recovered(STORM_RSS_TOLERANCE_KIB)
+
+
+def test_peer_that_never_reads_its_replies(fresh_target: Target) -> None:
+    """Replies are queued for their caller like anything else: past the cap,
+    the caller that does not read them is disconnected. (Its own daemon: a
+    failure here leaves the daemon hundreds of MiB larger.)"""
+    assert_repeatable(fresh_target, unread_replies_episode, UNREAD_RSS_TOLERANCE_KIB,
+                      UNREAD_REPEAT_TOLERANCE_KIB)
