@@ -12,7 +12,7 @@ from typing import Any
 from . import names
 from .errors import FramingError, MarshalError, SignatureError
 from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION
-from .marshal import BIG, LITTLE, Reader, Writer, marshal, unmarshal
+from .marshal import BIG, LITTLE, Reader, marshal, unmarshal
 from .signature import split_signature
 
 METHOD_CALL = 1
@@ -271,11 +271,21 @@ def _check_required(msg: Message, body_len: int) -> None:
         raise FramingError("message has a body but no signature")
 
 
-def _field(writer: Writer, code: int, sig: str, value: Any) -> None:
-    writer.align(8)
-    writer.buf.append(code)
-    writer.write("g", sig)
-    writer.write(sig, value)
+def _string_field(code: int, sig: int, text: str, u32: struct.Struct) -> bytes:
+    """One 8-aligned header field of type s or o (the checks are marshal's)."""
+    if "\0" in text:
+        raise MarshalError("strings must not contain NUL")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MarshalError(f"string is not valid UTF-8: {exc}") from None
+    return bytes((code, 1, sig, 0)) + u32.pack(len(data)) + data + b"\0"
+
+
+def _u32_field(code: int, value: int, u32: struct.Struct) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+        raise MarshalError(f"{value!r} does not fit type 'u'")
+    return bytes((code, 1, ord("u"), 0)) + u32.pack(value)
 
 
 def build(mtype: int, serial: int, *, path: str | None = None, interface: str | None = None,
@@ -283,35 +293,57 @@ def build(mtype: int, serial: int, *, path: str | None = None, interface: str | 
           destination: str | None = None, sender: str | None = None, signature: str = "",
           body: bytes | None = None, args: tuple[Any, ...] | list[Any] = (),
           unix_fds: int = 0, flags: int = 0, endian: str = LITTLE) -> bytes:
-    """Build a complete frame; ``body`` (already marshalled) or ``args`` give the body."""
+    """Build a complete frame; ``body`` (already marshalled) or ``args`` give the body.
+
+    The header fields are encoded directly (each starts 8-aligned, so its value's
+    alignment is fixed), with the same checks a :class:`Writer` makes: this runs
+    for every reply and signal the bus sends, Hello's three included.
+    """
     if body is None:
         body = marshal(signature, args, endian) if signature else b""
-    writer = Writer(endian)
-    writer.buf += b"l" if endian == LITTLE else b"B"
-    writer.buf += bytes((mtype, flags, PROTOCOL_VERSION))
-    writer.buf += _U32[endian].pack(len(body)) + _U32[endian].pack(serial) + b"\0\0\0\0"
+    u32 = _U32.get(endian)
+    if u32 is None:
+        raise MarshalError(f"unknown byte order {endian!r}")
+    fields: list[bytes] = []
     if path is not None:
-        _field(writer, FIELD_PATH, "o", path)
-    if interface is not None:
-        _field(writer, FIELD_INTERFACE, "s", interface)
-    if member is not None:
-        _field(writer, FIELD_MEMBER, "s", member)
-    if error_name is not None:
-        _field(writer, FIELD_ERROR_NAME, "s", error_name)
+        if not isinstance(path, str):
+            raise MarshalError(f"string expected for 'o', got {path!r}")
+        names.check_object_path(path)
+        fields.append(_string_field(FIELD_PATH, ord("o"), path, u32))
+    for code, text in ((FIELD_INTERFACE, interface), (FIELD_MEMBER, member),
+                       (FIELD_ERROR_NAME, error_name)):
+        if text is not None:
+            if not isinstance(text, str):
+                raise MarshalError(f"string expected for 's', got {text!r}")
+            fields.append(_string_field(code, ord("s"), text, u32))
     if reply_serial:
-        _field(writer, FIELD_REPLY_SERIAL, "u", reply_serial)
-    if destination is not None:
-        _field(writer, FIELD_DESTINATION, "s", destination)
-    if sender is not None:
-        _field(writer, FIELD_SENDER, "s", sender)
+        fields.append(_u32_field(FIELD_REPLY_SERIAL, reply_serial, u32))
+    for code, text in ((FIELD_DESTINATION, destination), (FIELD_SENDER, sender)):
+        if text is not None:
+            if not isinstance(text, str):
+                raise MarshalError(f"string expected for 's', got {text!r}")
+            fields.append(_string_field(code, ord("s"), text, u32))
     if signature:
-        _field(writer, FIELD_SIGNATURE, "g", signature)
+        if not isinstance(signature, str):
+            raise MarshalError(f"signature expected, got {signature!r}")
+        try:
+            split_signature(signature)
+            data = signature.encode("ascii")
+        except (SignatureError, UnicodeEncodeError) as exc:
+            raise MarshalError(str(exc)) from None
+        fields.append(bytes((FIELD_SIGNATURE, 1, ord("g"), 0, len(data))) + data + b"\0")
     if unix_fds:
-        _field(writer, FIELD_UNIX_FDS, "u", unix_fds)
-    _U32[endian].pack_into(writer.buf, 12, len(writer.buf) - FIXED_HEADER_SIZE)
-    writer.align(8)
-    writer.buf += body
-    return bytes(writer.buf)
+        fields.append(_u32_field(FIELD_UNIX_FDS, unix_fds, u32))
+    padded = [f + bytes(-len(f) % 8) for f in fields]
+    if padded:
+        padded[-1] = fields[-1]  # the header's own padding follows the length
+    header_fields = b"".join(padded)
+    head = (b"l" if endian == LITTLE else b"B") + bytes((mtype, flags, PROTOCOL_VERSION))
+    try:
+        fixed = u32.pack(len(body)) + u32.pack(serial) + u32.pack(len(header_fields))
+    except struct.error as exc:
+        raise MarshalError(f"cannot marshal the fixed header: {exc}") from None
+    return b"".join((head, fixed, header_fields, bytes(-len(header_fields) % 8), body))
 
 
 def sender_field(sender: str, endian: str) -> bytes:
