@@ -136,12 +136,16 @@ class SharedDaemon:
 
 def _start_warm() -> tuple[Bus, rw.RawPeer, Footprint]:
     bus = start_bus("bootbus")
-    open_to_all_users(bus)
-    witness = registered(bus)
-    warm_up(bus)
-    target = Target(bus, witness, Footprint.of(bus.process.pid))
-    target.nudge()
-    return bus, witness, Footprint.of(bus.process.pid)
+    try:
+        open_to_all_users(bus)
+        witness = registered(bus)
+        warm_up(bus)
+        target = Target(bus, witness, Footprint.of(bus.process.pid))
+        target.nudge()
+        return bus, witness, Footprint.of(bus.process.pid)
+    except BaseException:
+        stop_bus(bus, check=False)  # never leave a daemon behind a failed start
+        raise
 
 
 @pytest.fixture(scope="session")
