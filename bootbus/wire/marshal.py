@@ -288,8 +288,34 @@ class Reader:
         return items
 
 
+_STRINGS_U32 = {endian: _STRUCTS[(endian, "u")] for endian in (LITTLE, BIG)}
+
+
+def _marshal_strings(sig: str, values: tuple[Any, ...] | list[Any], u32: struct.Struct) -> bytes:
+    """The bodies the bus sends most (s, sss: replies, NameOwnerChanged), with a
+    :class:`Writer`'s checks and bytes, without its per-value dispatch."""
+    if len(sig) != len(values):
+        raise MarshalError(f"signature {sig!r} needs {len(sig)} values, got {len(values)}")
+    parts: list[bytes] = []
+    size = 0
+    for value in values:
+        if not isinstance(value, str):
+            raise MarshalError(f"string expected for 's', got {value!r}")
+        data = _encode(value)
+        pad = -size % 4
+        if pad:
+            parts.append(bytes(pad))
+        parts.append(u32.pack(len(data)))
+        parts.append(data)
+        parts.append(b"\0")
+        size += pad + 5 + len(data)
+    return b"".join(parts)
+
+
 def marshal(sig: str, values: tuple[Any, ...] | list[Any], endian: str = LITTLE) -> bytes:
     """Marshal ``values`` (one per complete type of ``sig``) as a message body."""
+    if sig and not sig.strip("s") and endian in _STRINGS_U32:
+        return _marshal_strings(sig, values, _STRINGS_U32[endian])
     writer = Writer(endian)
     writer.write_many(sig, values)
     return bytes(writer.buf)
