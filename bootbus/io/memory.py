@@ -8,14 +8,21 @@ loaded by the device monitor (pyudev), so this costs nothing at start-up.
 """
 
 import ctypes
-import ctypes.util
 
 TRIM_AFTER_BYTES = 1024 * 1024  # dropped queues smaller than this are not worth a trim
+# Allocations from this size up go straight to mmap and back to the kernel when freed.
+# glibc otherwise raises its threshold after the first big free, and a storm of large
+# messages leaves the heap ~10 MiB over baseline for good (the hostile suite, H6).
+# Above the read buffer (256 KiB), so the hot path's reads stay on the heap.
+MMAP_THRESHOLD = 1024 * 1024
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from <malloc.h>
 
 _libc: ctypes.CDLL | None
 try:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # the soname, not ctypes.util.find_library: that runs ldconfig in a subprocess
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
     _trim = _libc.malloc_trim
+    _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
     _libc = None
 
