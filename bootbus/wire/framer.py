@@ -9,6 +9,7 @@ socket and never closes an fd: fds it rejects are returned to the caller.
 """
 
 from .errors import FramingError, MarshalError, SignatureError
+from .marshal import check_simple_body
 from .limits import FIXED_HEADER_SIZE, MAX_UNIX_FDS_PER_MESSAGE
 from .message import Message, frame_size, parse
 
@@ -18,9 +19,12 @@ MAX_QUEUED_FDS = 4 * MAX_UNIX_FDS_PER_MESSAGE  # fds received ahead of the messa
 def _validate_body(msg: Message) -> None:
     """The whole body must be valid: libdbus drops its own connection when a bus
     hands it an invalid message, so one bad sender would cut off its receivers.
-    The parsed values stay cached on the message for the driver and match rules."""
+    Bodies of ``ay`` or ``s`` are checked without building their value (most
+    traffic, forwarded untouched); other parsed values stay cached on the message
+    for the driver and match rules."""
     try:
-        msg.args()
+        if not check_simple_body(msg.signature, msg.raw, msg.endian, msg.body_offset):
+            msg.args()
     except (MarshalError, SignatureError) as exc:
         raise FramingError(f"invalid message body: {exc}") from None
 
@@ -57,7 +61,7 @@ class Framer:
             if len(self.fds) > MAX_QUEUED_FDS:
                 raise FramingError(f"more than {MAX_QUEUED_FDS} fds queued without a message")
             while available - pos >= FIXED_HEADER_SIZE:
-                size = frame_size(view[pos:pos + FIXED_HEADER_SIZE])
+                size = frame_size(view, pos)
                 if available - pos < size:
                     break
                 if pos == 0 and size == available and view is data:

@@ -312,6 +312,43 @@ def _marshal_strings(sig: str, values: tuple[Any, ...] | list[Any], u32: struct.
     return b"".join(parts)
 
 
+def check_simple_body(sig: str, data: bytes, endian: str, pos: int) -> bool:
+    """Validate ``data[pos:]`` as a body of signature ``ay`` or ``s`` (the payloads of
+    most calls, replies and signals) exactly as :func:`unmarshal` would, without
+    building the value. Return False for any other signature: the caller unmarshals.
+    Raises MarshalError with unmarshal's messages."""
+    if pos % 4 or (sig != "ay" and sig != "s") or endian not in _STRINGS_U32:
+        return False
+    end = len(data)
+    if pos + 4 > end:
+        raise MarshalError("message truncated")
+    (length,) = _STRINGS_U32[endian].unpack_from(data, pos)
+    start = pos + 4
+    if sig == "ay":
+        if length > MAX_ARRAY_SIZE:
+            raise MarshalError(f"array of {length} bytes exceeds {MAX_ARRAY_SIZE}")
+        stop = start + length
+        if stop > end:
+            raise MarshalError("array runs past the end of the message")
+    else:
+        stop = start + length + 1
+        if stop > end:
+            raise MarshalError("message truncated")
+        if data[stop - 1] != 0:
+            raise MarshalError("string is not NUL-terminated")
+        text = data[start:stop - 1]
+        if b"\0" in text:
+            raise MarshalError("string contains NUL")
+        if not text.isascii():
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise MarshalError(f"string is not valid UTF-8: {exc}") from None
+    if stop != end:
+        raise MarshalError("trailing bytes after the last value of the body")
+    return True
+
+
 def marshal(sig: str, values: tuple[Any, ...] | list[Any], endian: str = LITTLE) -> bytes:
     """Marshal ``values`` (one per complete type of ``sig``) as a message body."""
     if sig and not sig.strip("s") and endian in _STRINGS_U32:

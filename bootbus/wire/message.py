@@ -44,6 +44,14 @@ _ENDIANS = {ord("l"): LITTLE, ord("B"): BIG}
 # signals from one peer repeat the same fields, so most headers skip parsing.
 FIELD_CACHE_SIZE = 1024
 _FIELD_CACHE: dict[str, dict[bytes, tuple[Any, ...]]] = {LITTLE: {}, BIG: {}}
+# Replies from one peer differ only in their reply serial's four bytes: they are cached
+# apart, by their fields with those bytes zeroed, found by trying the offsets at which
+# recent replies carried it. A hit is a header identical to a validated one except for
+# a u32 field's value, so the only check left is the one on that value (not zero).
+MAX_REPLY_SERIAL_OFFSETS = 4
+_REPLY_CACHE: dict[str, dict[bytes, tuple[Any, ...]]] = {LITTLE: {}, BIG: {}}
+_REPLY_SERIAL_AT: dict[str, list[int]] = {LITTLE: [], BIG: []}  # offsets into the cache key
+_ZERO_U32 = bytes(4)
 _FIXED = {LITTLE: struct.Struct("<4xIII"), BIG: struct.Struct(">4xIII")}
 _U32 = {LITTLE: struct.Struct("<I"), BIG: struct.Struct(">I")}
 
@@ -93,12 +101,12 @@ class Message:
                 f"dest={self.destination} sender={self.sender}>")
 
 
-def frame_size(head: bytes | bytearray | memoryview) -> int:
-    """The total size of the frame whose first 16 bytes are ``head``."""
-    endian = _ENDIANS.get(head[0])
+def frame_size(head: bytes | bytearray | memoryview, pos: int = 0) -> int:
+    """The total size of the frame whose first 16 bytes are ``head[pos:pos + 16]``."""
+    endian = _ENDIANS.get(head[pos])
     if endian is None:
-        raise FramingError(f"invalid byte order mark {head[0]!r}")
-    body_len, _serial, fields_len = _FIXED[endian].unpack_from(head, 0)
+        raise FramingError(f"invalid byte order mark {head[pos]!r}")
+    body_len, _serial, fields_len = _FIXED[endian].unpack_from(head, pos)
     if body_len > MAX_MESSAGE_SIZE or fields_len > MAX_MESSAGE_SIZE:
         raise FramingError("message length exceeds the 128 MiB maximum")
     total = FIXED_HEADER_SIZE + fields_len + (-fields_len % 8) + body_len
@@ -133,23 +141,59 @@ def parse(raw: bytes) -> Message:
     if cached is not None:
         (msg.path, msg.interface, msg.member, msg.error_name, msg.destination, msg.sender,
          msg.signature, msg.unix_fds, msg.sender_span) = cached
-    else:
+    elif not (mtype in _REPLY_TYPES and _cached_reply(msg, key, endian)):
         try:
-            _parse_fields(msg, raw, fields_end, _U32[endian])
+            serial_at = _parse_fields(msg, raw, fields_end, _U32[endian])
         except (MarshalError, SignatureError, IndexError, struct.error) as exc:
             raise FramingError(f"invalid header field: {exc}") from None
-        if not msg.reply_serial:  # replies differ in every header: not worth caching
+        entry = (msg.path, msg.interface, msg.member, msg.error_name, msg.destination,
+                 msg.sender, msg.signature, msg.unix_fds, msg.sender_span)
+        if not serial_at:
             if len(cache) >= FIELD_CACHE_SIZE:
                 cache.clear()
-            cache[key] = (msg.path, msg.interface, msg.member, msg.error_name, msg.destination,
-                          msg.sender, msg.signature, msg.unix_fds, msg.sender_span)
+            cache[key] = entry
+        else:
+            _remember_reply(key, serial_at - (FIXED_HEADER_SIZE - 4), endian, entry)
     _check_required(msg, body_len)
     return msg
 
 
-def _parse_fields(msg: Message, raw: bytes, end: int, u32: struct.Struct) -> None:
+_REPLY_TYPES = (METHOD_RETURN, ERROR)
+
+
+def _cached_reply(msg: Message, key: bytes, endian: str) -> bool:
+    """Fill ``msg`` from the reply cache, if a header like ``key`` was validated."""
+    replies = _REPLY_CACHE[endian]
+    for at in _REPLY_SERIAL_AT[endian]:
+        cached = replies.get(key[:at] + _ZERO_U32 + key[at + 4:])
+        if cached is not None and cached[9] == at:
+            (value,) = _U32[endian].unpack_from(key, at)
+            if value == 0:
+                raise FramingError("reply serial is zero")
+            msg.reply_serial = value
+            (msg.path, msg.interface, msg.member, msg.error_name, msg.destination, msg.sender,
+             msg.signature, msg.unix_fds, msg.sender_span) = cached[:9]
+            return True
+    return False
+
+
+def _remember_reply(key: bytes, at: int, endian: str, entry: tuple[Any, ...]) -> None:
+    replies = _REPLY_CACHE[endian]
+    if len(replies) >= FIELD_CACHE_SIZE:
+        replies.clear()
+    replies[key[:at] + _ZERO_U32 + key[at + 4:]] = (*entry, at)
+    offsets = _REPLY_SERIAL_AT[endian]
+    if at not in offsets:
+        offsets.insert(0, at)
+        del offsets[MAX_REPLY_SERIAL_OFFSETS:]
+
+
+def _parse_fields(msg: Message, raw: bytes, end: int, u32: struct.Struct) -> int:
+    """Parse and validate the header fields; return the offset of the reply serial's
+    value in ``raw`` (0 without one)."""
     pos = FIXED_HEADER_SIZE
     seen = 0
+    serial_at = 0
     while pos < end:
         pad = -pos % 8
         if pad:
@@ -188,6 +232,7 @@ def _parse_fields(msg: Message, raw: bytes, end: int, u32: struct.Struct) -> Non
                 if value == 0:
                     raise FramingError("reply serial is zero")
                 msg.reply_serial = value
+                serial_at = pos - 4
             else:
                 msg.unix_fds = value
             continue
@@ -235,6 +280,7 @@ def _parse_fields(msg: Message, raw: bytes, end: int, u32: struct.Struct) -> Non
             msg.signature = text
     if pos != end:
         raise FramingError("header fields do not fill the header exactly")
+    return serial_at
 
 
 def _single_type(sig: bytes) -> str:
