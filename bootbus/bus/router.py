@@ -115,8 +115,9 @@ class Bus:
         return name
 
     def lookup(self, name: str) -> Peer | None:
-        if name.startswith(":"):
-            return self.by_unique.get(name)
+        peer = self.by_unique.get(name)  # most destinations (every reply) are unique names
+        if peer is not None or name.startswith(":"):
+            return peer
         owner = self.registry.owner(name)
         return self.peers.get(owner) if owner is not None else None
 
@@ -262,6 +263,10 @@ class Bus:
         self._route_unicast(peer, msg, target)
 
     def _route_unicast(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
+        if (not msg.fds and not self.eavesdroppers and not self.monitors
+                and target is not None and target.state is PeerState.ACTIVE):
+            self._deliver(target, peer, msg, None)  # the common case: one copy, no fds
+            return
         shared = SharedFds(msg.fds) if msg.fds else None
         if target is not None and target.active:
             if target.state is PeerState.MONITOR:

@@ -31,11 +31,18 @@ CLIENT_LOG_RATE = 16.0  # records per second and client, so one client cannot fl
 
 
 def read_comm(pid: int) -> str:
+    """The process name, with three system calls (open() and a file object cost ~25 us
+    more, on every connection)."""
     try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
+        fd = os.open(f"/proc/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ""
+    try:
+        return os.read(fd, 64).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 class Telemetry:
