@@ -20,7 +20,9 @@ socket, or lets a malformed uevent or a vanished device take the bus down.
 """
 
 import binascii
+import os
 import os.path
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ MAX_FILTER_KEYS = 32
 SIGNAL_OF_ACTION = {"add": "DeviceAdded", "remove": "DeviceRemoved"}
 ACTIONS_THAT_SATISFY_WAITERS = frozenset({"add", "change", "move", "bind", "online"})
 COMPONENT = "devices"  # its records' name in a re-exec snapshot
+RESYNC_DELAY = 0.0  # seconds after start or restore before the first enumeration (it runs in a thread)
 # event-only properties, left out of a device's fingerprint (an enumeration has none)
 VOLATILE_PROPERTIES = frozenset({"ACTION", "SEQNUM"})
 DEVICE_SIG = "sssa{ss}"
@@ -105,6 +108,20 @@ def monitor_source(exists: Callable[[str], bool]) -> str:
     return "udev" if exists(UDEV_CONTROL) else "kernel"
 
 
+
+def enumerate_devices(context: "pyudev.Context", wanted: Mapping[str, str]
+                      ) -> Iterable[DeviceRecord]:
+    subsystem = wanted.get("SUBSYSTEM")
+    devices = (context.list_devices(subsystem=subsystem) if subsystem
+               else context.list_devices())
+    for device in devices:
+        try:
+            record = record_of(device)
+        except (pyudev.DeviceNotFoundError, OSError):
+            continue  # gone while we looked
+        if matches(wanted, record[3]):
+            yield record
+
 @dataclass(eq=False)
 class Waiter:
     peer: Peer
@@ -134,7 +151,9 @@ class Devices:
         self.known: dict[str, tuple[int, str]] = {}
         self.known_complete = False
         self.diff_on_resync = False  # restored: signal what changed while no monitor ran
-        self._resync_due: float | None = server.clock()  # enumerate once serving
+        # Enumerate once serving, in a thread: a full enumeration takes ~70 ms (hundreds
+        # of devices), which must not delay the first Hello or lengthen a re-exec pause.
+        self._resync_due: float | None = server.clock() + RESYNC_DELAY
         server.timers.append((lambda: self._resync_due, self._resync_if_due))
         server.add_fd(self.monitor.fileno(), self._readable)
         server.timers.append((self._next_deadline, self._expire))
@@ -203,16 +222,7 @@ class Devices:
         self.waiters.append(Waiter(peer, msg, dict(wanted), self.server.clock() + timeout))
 
     def enumerate(self, wanted: Mapping[str, str]) -> Iterable[DeviceRecord]:
-        subsystem = wanted.get("SUBSYSTEM")
-        devices = (self.context.list_devices(subsystem=subsystem) if subsystem
-                   else self.context.list_devices())
-        for device in devices:
-            try:
-                record = record_of(device)
-            except (pyudev.DeviceNotFoundError, OSError):
-                continue  # gone while we looked
-            if matches(wanted, record[3]):
-                yield record
+        return enumerate_devices(self.context, wanted)
 
     # -- the monitor ----------------------------------------------------------
     def _readable(self, _events: int) -> None:
@@ -260,11 +270,40 @@ class Devices:
     def _resync_if_due(self) -> None:
         if self._resync_due is not None and self.server.clock() >= self._resync_due:
             self._resync_due = None
-            self.resync()
+            self._resync_in_background()
+
+    def _resync_in_background(self) -> None:
+        """Enumerate in a thread (libudev's calls release the GIL), then apply the result
+        in the loop: hundreds of devices take ~70 ms, which the bus keeps serving through."""
+        rfd, wfd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        result: dict[str, object] = {}
+
+        def work() -> None:
+            try:  # a context of its own: libudev objects are not shared across threads
+                found = enumerate_devices(pyudev.Context(), {})
+                result["current"] = {r[2]: r for r in found}
+            except Exception as exc:  # noqa: BLE001 - reported in the loop, never raised
+                result["error"] = exc
+            finally:
+                os.write(wfd, b"\0")
+
+        def done(_events: int) -> None:
+            self.server.remove_fd(rfd)
+            os.close(rfd)
+            os.close(wfd)
+            if "error" in result:
+                self.log(4, f"device enumeration failed: {result['error']}")
+                return
+            self._apply_enumeration(result["current"])  # type: ignore[arg-type]
+
+        self.server.add_fd(rfd, done)
+        threading.Thread(target=work, name="bootbus-enumerate", daemon=True).start()
 
     def resync(self) -> None:
-        """Enumerate; after a restore, signal the differences from the snapshot's set."""
-        current: dict[str, DeviceRecord] = {r[2]: r for r in self.enumerate({})}
+        """Enumerate now; after a restore, signal the differences from the snapshot's set."""
+        self._apply_enumeration({r[2]: r for r in self.enumerate({})})
+
+    def _apply_enumeration(self, current: dict[str, DeviceRecord]) -> None:
         if self.diff_on_resync:
             self.diff_on_resync = False
             changes = 0
@@ -293,6 +332,10 @@ class Devices:
 
     # -- across a re-exec ----------------------------------------------------------
     def save(self) -> list[ComponentRecord]:
+        if not self.known_complete:
+            # A re-exec before the background enumeration finished: the next image needs
+            # a complete set to diff against, so enumerate now (rare: right after start).
+            self.resync()
         records = [ComponentRecord(COMPONENT, "known", {
             "complete": self.known_complete,
             "devices": {path: list(v) for path, v in self.known.items()}})]
