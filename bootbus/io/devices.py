@@ -54,7 +54,8 @@ MAX_FILTER_KEYS = 32
 SIGNAL_OF_ACTION = {"add": "DeviceAdded", "remove": "DeviceRemoved"}
 ACTIONS_THAT_SATISFY_WAITERS = frozenset({"add", "change", "move", "bind", "online"})
 COMPONENT = "devices"  # its records' name in a re-exec snapshot
-RESYNC_DELAY = 0.0  # seconds after start or restore before the first enumeration (it runs in a thread)
+RESYNC_DELAY = 0.5  # seconds after start or restore: the thread then competes for the GIL,
+# so it starts after the first clients (or the re-exec's waiting callers) are served
 # event-only properties, left out of a device's fingerprint (an enumeration has none)
 VOLATILE_PROPERTIES = frozenset({"ACTION", "SEQNUM"})
 DEVICE_SIG = "sssa{ss}"
@@ -361,7 +362,7 @@ class Devices:
                 self.waiters.append(Waiter(peer, call, wanted, float(data["deadline"])))
             else:
                 self.log(4, f"unknown devices record {record.kind!r} skipped")
-        self._resync_due = self.server.clock()
+        self._resync_due = self.server.clock() + RESYNC_DELAY
         self.log(6, f"device state restored: {len(self.waiters)} waiters, "
                  f"{len(self.known)} known devices", WAITERS=len(self.waiters))
 
