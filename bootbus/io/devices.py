@@ -54,8 +54,8 @@ MAX_FILTER_KEYS = 32
 SIGNAL_OF_ACTION = {"add": "DeviceAdded", "remove": "DeviceRemoved"}
 ACTIONS_THAT_SATISFY_WAITERS = frozenset({"add", "change", "move", "bind", "online"})
 COMPONENT = "devices"  # its records' name in a re-exec snapshot
-RESYNC_DELAY = 0.5  # seconds after start or restore: the thread then competes for the GIL,
-# so it starts after the first clients (or the re-exec's waiting callers) are served
+RESYNC_RETRY = 1.0  # seconds before trying again when no pipe could be made
+RESYNC_DELAY = 0.0  # seconds after start or restore before the enumeration thread starts
 # event-only properties, left out of a device's fingerprint (an enumeration has none)
 VOLATILE_PROPERTIES = frozenset({"ACTION", "SEQNUM"})
 DEVICE_SIG = "sssa{ss}"
@@ -276,7 +276,12 @@ class Devices:
     def _resync_in_background(self) -> None:
         """Enumerate in a thread (libudev's calls release the GIL), then apply the result
         in the loop: hundreds of devices take ~70 ms, which the bus keeps serving through."""
-        rfd, wfd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            rfd, wfd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:  # out of fds: the bus serves on, the enumeration waits
+            self.log(4, f"device enumeration postponed: {exc.strerror}")
+            self._resync_due = self.server.clock() + RESYNC_RETRY
+            return
         result: dict[str, object] = {}
 
         def work() -> None:

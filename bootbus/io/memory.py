@@ -15,7 +15,11 @@ TRIM_AFTER_BYTES = 1024 * 1024  # dropped queues smaller than this are not worth
 # messages leaves the heap ~10 MiB over baseline for good (the hostile suite, H6).
 # Above the read buffer (256 KiB), so the hot path's reads stay on the heap.
 MMAP_THRESHOLD = 1024 * 1024
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from <malloc.h>
+M_MMAP_THRESHOLD = -3  # mallopt's parameter numbers, from <malloc.h>
+M_ARENA_MAX = -8
+# One malloc arena: the device enumeration thread would otherwise get an arena of its
+# own, whose pages stay resident after the thread is gone.
+ARENA_MAX = 1
 
 _libc: ctypes.CDLL | None
 try:
@@ -23,6 +27,7 @@ try:
     _libc = ctypes.CDLL("libc.so.6", use_errno=True)
     _trim = _libc.malloc_trim
     _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    _libc.mallopt(M_ARENA_MAX, ARENA_MAX)
 except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
     _libc = None
 

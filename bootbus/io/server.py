@@ -186,7 +186,10 @@ class Server:
             tick()
         if self.timers and self.clock() >= self._timers_due:
             for _source, callback in self.timers:
-                callback()
+                try:
+                    callback()
+                except OSError:  # a component out of fds or memory must not end the bus
+                    self.bus.stats["timer_errors"] = self.bus.stats.get("timer_errors", 0) + 1
             self._timers_due = 0.0  # ask the sources again before sleeping
         self._expire_auth()
 
