@@ -8,6 +8,7 @@ loaded by the device monitor (pyudev), so this costs nothing at start-up.
 """
 
 import ctypes
+import gc
 
 TRIM_AFTER_BYTES = 1024 * 1024  # dropped queues smaller than this are not worth a trim
 # Allocations from this size up go straight to mmap and back to the kernel when freed.
@@ -33,7 +34,9 @@ except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
 
 
 def release_free_memory() -> bool:
-    """Return freed heap pages to the kernel; False where the libc cannot."""
+    """Collect cyclic garbage, then return freed heap pages to the kernel; False where
+    the libc cannot. Called only after a big queue or a connection flood went away."""
+    gc.collect()
     if _libc is None:
         return False
     return bool(_trim(0))
