@@ -55,6 +55,10 @@ def test_twenty_reexecs_under_load() -> None:
                 assert control.call(harness.DBUS, harness.DBUS_PATH, harness.DBUS,
                                     "GetNameOwner", "s", (ECHO_NAME,)) == [
                                         load.names["service0"]]
+                if "device monitor listening" in daemon.log():
+                    # each image enumerates devices in a background thread once it serves;
+                    # measure when that has finished, not its transient pipe and fds
+                    daemon.wait_log("devices re-enumerated after the re-exec", number + 1)
                 rss.append(harness.vm_rss_kib(daemon.pid))
                 fd_counts.append(len(harness.open_fds(daemon.pid)))
             calls, ticks = load.progress()
