@@ -383,7 +383,7 @@ def _dispatch(bus: Bus, peer: Peer, msg: m.Message) -> None:
     member = msg.member or ""
     iface = msg.interface
     key = (iface, member) if iface is not None else _BY_MEMBER.get(member, ("", member))
-    row = METHODS.get(key)  # type: ignore[arg-type]
+    row = METHODS.get(key)
     if row is None:
         if iface is not None and iface not in _INTERFACES:
             raise DriverError("UnknownInterface", f'Interface "{iface}" does not exist')

@@ -38,7 +38,9 @@ BUS_NAME = "org.freedesktop.DBus"
 
 # Events: ("lost", peer, name), ("acquired", peer, name), ("changed", name, old, new)
 # where old/new are peer ids or None.
-Event = tuple[str, object, object] | tuple[str, str, int | None, int | None]
+PeerEvent = tuple[str, int, str]
+ChangeEvent = tuple[str, str, int | None, int | None]
+Event = PeerEvent | ChangeEvent
 
 
 class NameError(Exception):

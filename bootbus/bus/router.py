@@ -19,7 +19,7 @@ to ``dirty``; the io layer writes them. Peers to disconnect are added to
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from ..wire import message as m
 from ..wire.errors import MarshalError, SignatureError
@@ -462,23 +462,21 @@ class Bus:
     def name_events(self, events: list[nm.Event]) -> None:
         """Turn registry events into NameOwnerChanged / NameLost / NameAcquired."""
         for event in events:
-            if event[0] == "changed":
-                _, name, old, new = event
+            if len(event) == 4:
+                _, name, old, new = cast(nm.ChangeEvent, event)
                 args = (name, self._unique(old), self._unique(new))
                 self.emit_signal(BUS_NAME, "NameOwnerChanged", "sss", args)
                 for hook in self.name_hooks:
                     hook(*args)
             else:
-                kind, peer_id, name = event
-                target = self.peers.get(peer_id)  # type: ignore[arg-type]
+                kind, peer_id, name = cast(nm.PeerEvent, event)
+                target = self.peers.get(peer_id)
                 if target is not None and target.state is PeerState.ACTIVE:
                     member = "NameLost" if kind == "lost" else "NameAcquired"
                     self.emit_signal(BUS_NAME, member, "s", (name,), destination=target)
 
-    def _unique(self, peer_id: object) -> str:
-        if peer_id is None:
-            return ""
-        peer = self.peers.get(peer_id)  # type: ignore[arg-type]
+    def _unique(self, peer_id: int | None) -> str:
+        peer = self.peers.get(peer_id) if peer_id is not None else None
         return peer.unique_name if peer is not None else ""
 
     # -- match rules --------------------------------------------------------

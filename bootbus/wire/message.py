@@ -109,7 +109,7 @@ def frame_size(head: bytes | bytearray | memoryview, pos: int = 0) -> int:
     body_len, _serial, fields_len = _FIXED[endian].unpack_from(head, pos)
     if body_len > MAX_MESSAGE_SIZE or fields_len > MAX_MESSAGE_SIZE:
         raise FramingError("message length exceeds the 128 MiB maximum")
-    total = FIXED_HEADER_SIZE + fields_len + (-fields_len % 8) + body_len
+    total: int = FIXED_HEADER_SIZE + fields_len + (-fields_len % 8) + body_len
     if total > MAX_MESSAGE_SIZE:
         raise FramingError(f"message of {total} bytes exceeds the 128 MiB maximum")
     return total

@@ -16,6 +16,7 @@ Rules it keeps:
 """
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import AuthError
@@ -134,7 +135,7 @@ class SaslServer:
         return b"AGREE_UNIX_FD\r\n"
 
 
-_TABLE = {
+_TABLE: dict[tuple[State, str], Callable[[SaslServer, str], bytes]] = {
     (State.WAIT_AUTH, "AUTH"): SaslServer._auth,
     (State.WAIT_AUTH, "ERROR"): SaslServer._error_in_auth,
     (State.WAIT_AUTH, "CANCEL"): SaslServer._rejected,
