@@ -325,6 +325,8 @@ class Devices:
                     self.event("add" if seen is None else "change", record)
             self.log(6, f"devices re-enumerated after the re-exec: {len(current)} devices, "
                      f"{changes} changed meanwhile", DEVICES=len(current), CHANGES=changes)
+        elif not self.known_complete:
+            self.log(7, f"devices enumerated: {len(current)} devices", DEVICES=len(current))
         self.known = {path: (fingerprint(r[3]), r[0]) for path, r in current.items()}
         self.known_complete = True
         still = []

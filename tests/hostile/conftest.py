@@ -16,6 +16,7 @@ logged a traceback fails the test (or the suite) that owned it.
 
 from __future__ import annotations
 
+import time
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,10 +135,26 @@ class SharedDaemon:
     baseline: Footprint
 
 
+DEVICE_ENUMERATION_WAIT_S = 10.0
+
+
+def _wait_for_device_enumeration(bus: Bus) -> None:
+    """The daemon enumerates devices in a background thread once it serves; the
+    baseline is taken after that, or the thread's memory would count as an attack's."""
+    deadline = time.monotonic() + DEVICE_ENUMERATION_WAIT_S
+    while True:
+        log = bus.stderr_path.read_text(errors="replace")
+        if "device monitor listening" not in log or "devices enumerated:" in log:
+            return
+        assert time.monotonic() < deadline, "the daemon did not finish enumerating devices"
+        time.sleep(0.02)
+
+
 def _start_warm() -> tuple[Bus, rw.RawPeer, Footprint]:
     bus = start_bus("bootbus")
     try:
         open_to_all_users(bus)
+        _wait_for_device_enumeration(bus)
         witness = registered(bus)
         warm_up(bus)
         target = Target(bus, witness, Footprint.of(bus.process.pid))

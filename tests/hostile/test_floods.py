@@ -38,6 +38,11 @@ STORM_SIGNALS = MAX_OUTGOING_BYTES_PER_PEER // STORM_SIGNAL_BYTES + 8
 # Memory a 128 MiB episode may leave in the daemon once the reader is gone,
 # and what it may hold at the peak beyond the cap itself.
 STORM_RSS_TOLERANCE_KIB = 4 * 1024
+# 2,048 authenticated connections leave 3.5-4.5 MiB in Python's object allocator
+# (arenas pinned by a few survivors; measured over ten runs, with gc.collect and
+# malloc_trim after the flood). That is a one-off high-water mark, not a leak: the
+# repeat of the episode (assert_repeatable) must add next to nothing on top.
+COMPLETE_FLOOD_RSS_TOLERANCE_KIB = 6 * 1024
 # The same after ~128 MiB of small replies (3.6 KiB each): freed small objects
 # fragment Python's heap (malloc_trim does not help: measured +5.7 MiB after a
 # 112 MiB episode, with and without it), so this bound is looser. Five rounds
@@ -189,7 +194,7 @@ def complete_flood_episode(target: Target) -> None:
 
 
 def test_connection_flood_past_the_per_user_total(fresh_target: Target) -> None:
-    assert_repeatable(fresh_target, complete_flood_episode, STORM_RSS_TOLERANCE_KIB)
+    assert_repeatable(fresh_target, complete_flood_episode, COMPLETE_FLOOD_RSS_TOLERANCE_KIB)
 
 
 def storm_signal(serial: int) -> bytes:
