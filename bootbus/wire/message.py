@@ -7,6 +7,7 @@ it as it came. Never does I/O.
 """
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from . import names
@@ -38,6 +39,17 @@ FIELD_UNIX_FDS = 9
 _FIELD_TYPES = {FIELD_PATH: b"o", FIELD_INTERFACE: b"s", FIELD_MEMBER: b"s",
                 FIELD_ERROR_NAME: b"s", FIELD_REPLY_SERIAL: b"u", FIELD_DESTINATION: b"s",
                 FIELD_SENDER: b"s", FIELD_SIGNATURE: b"g", FIELD_UNIX_FDS: b"u"}
+
+# The string-valued header fields: how each is validated, its name in errors, where
+# it goes on the Message (the signature field is validated as a signature).
+_STRING_FIELDS: dict[int, tuple[Callable[[str], bool], str, str]] = {
+    FIELD_PATH: (names.is_object_path, "object path", "path"),
+    FIELD_INTERFACE: (names.is_interface_name, "interface name", "interface"),
+    FIELD_MEMBER: (names.is_member_name, "member name", "member"),
+    FIELD_ERROR_NAME: (names.is_error_name, "error name", "error_name"),
+    FIELD_DESTINATION: (names.is_bus_name, "destination", "destination"),
+    FIELD_SENDER: (names.is_bus_name, "sender", "sender"),
+}
 
 _ENDIANS = {ord("l"): LITTLE, ord("B"): BIG}
 # Validated header fields by their exact bytes (length word included): calls and
@@ -250,34 +262,16 @@ def _parse_fields(msg: Message, raw: bytes, end: int, u32: struct.Struct) -> int
         except UnicodeDecodeError:
             raise FramingError("header string is not valid UTF-8") from None
         pos += length + 1
-        if code == FIELD_PATH:
-            if not names.is_object_path(text):
-                raise FramingError(f"invalid object path {text!r}")
-            msg.path = text
-        elif code == FIELD_INTERFACE:
-            if not names.is_interface_name(text):
-                raise FramingError(f"invalid interface name {text!r}")
-            msg.interface = text
-        elif code == FIELD_MEMBER:
-            if not names.is_member_name(text):
-                raise FramingError(f"invalid member name {text!r}")
-            msg.member = text
-        elif code == FIELD_ERROR_NAME:
-            if not names.is_error_name(text):
-                raise FramingError(f"invalid error name {text!r}")
-            msg.error_name = text
-        elif code == FIELD_DESTINATION:
-            if not names.is_bus_name(text):
-                raise FramingError(f"invalid destination {text!r}")
-            msg.destination = text
-        elif code == FIELD_SENDER:
-            if not names.is_bus_name(text):
-                raise FramingError(f"invalid sender {text!r}")
-            msg.sender = text
-            msg.sender_span = (start, pos)
-        else:
+        if code == FIELD_SIGNATURE:
             split_signature(text)
             msg.signature = text
+            continue
+        valid, what, attribute = _STRING_FIELDS[code]
+        if not valid(text):
+            raise FramingError(f"invalid {what} {text!r}")
+        setattr(msg, attribute, text)
+        if code == FIELD_SENDER:
+            msg.sender_span = (start, pos)
     if pos != end:
         raise FramingError("header fields do not fill the header exactly")
     return serial_at
