@@ -28,6 +28,9 @@ def test_prepared_pivot_survives_reexec() -> None:
         assert daemon.supervisor("Pivot", "sb", ("/", True), client=control) == []
         assert daemon.supervisor("Reexec", client=control) == []
         assert daemon.status(control)["Generation"] == 2
+        if "device monitor listening" in daemon.log():
+            # libudev holds a transient fd of "/" while the new image enumerates devices
+            daemon.wait_log("devices re-enumerated after the re-exec")
         held = [fd for fd, target in harness.open_fds(daemon.pid).items() if target == "/"]
         assert len(held) == 1, harness.open_fds(daemon.pid)  # the prepared root, and only it
         assert daemon.supervisor("Pivot", "sb", ("", False), client=control) == []
