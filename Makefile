@@ -3,8 +3,8 @@ PYTHON ?= /usr/bin/python3
 
 # Runtime packages (Debian's), then what the tests drive: the reference
 # brokers and the real clients.
-RUNTIME_DEBS = python3 python3-click python3-systemd python3-pyudev python3-pyelftools
-TEST_DEBS = python3-pytest python3-hypothesis python3-pytest-timeout python3-jeepney \
+RUNTIME_DEBS = python3 python3-click python3-pyudev python3-pyelftools
+TEST_DEBS = python3-systemd python3-pytest python3-hypothesis python3-pytest-timeout python3-jeepney \
 	python3-dbus python3-gi gir1.2-glib-2.0 libglib2.0-bin dbus dbus-bin dbus-broker \
 	systemd dbus-1-doc gcc libc6-dev tshark util-linux iproute2
 
