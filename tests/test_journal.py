@@ -29,6 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bootbus.io.journal as journal_mod
+from fakes import FakeClock
 from bootbus.io.journal import (
     JOURNAL_BACKOFF_USEC,
     JOURNAL_CURSOR_FILENAME,
@@ -111,25 +112,9 @@ class FakeJournald:
         self.sock.close()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.realtime = 1_700_000_000_000_000
-        self.monotonic = 3_000_000
-
-    def realtime_usec(self) -> int:
-        return self.realtime
-
-    def monotonic_usec(self) -> int:
-        return self.monotonic
-
-    def advance(self, usec: int) -> None:
-        self.realtime += usec
-        self.monotonic += usec
-
-
 class Setup:
     def __init__(self, tmp_path: Path) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(monotonic=3_000_000)
         self.runtime = tmp_path / "rt"
         self.runtime.mkdir()
         self.socket_path = tmp_path / "journal-socket"

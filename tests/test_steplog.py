@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fakes import FakeClock
 from bootbus.io.steplog import (
     KMSG_BURST,
     KMSG_LINE_MAX_BYTES,
@@ -34,22 +35,6 @@ from bootbus.io.steplog import (
     read_records,
     seq_of_line,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.realtime = 1_700_000_000_000_000
-        self.monotonic = 5_000_000
-
-    def realtime_usec(self) -> int:
-        return self.realtime
-
-    def monotonic_usec(self) -> int:
-        return self.monotonic
-
-    def advance(self, usec: int) -> None:
-        self.realtime += usec
-        self.monotonic += usec
 
 
 class FakeSink:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import FakeClock
 from bootbus.io.steplog import LOG_ERR, Record
 from bootbus.io.summary import (
     SUMMARY_FILENAME,
@@ -34,18 +35,6 @@ from bootbus.io.summary import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.realtime = 1_700_000_000_000_000
-        self.monotonic = 9_000_000
-
-    def realtime_usec(self) -> int:
-        return self.realtime
-
-    def monotonic_usec(self) -> int:
-        return self.monotonic
 
 
 class Bus:
@@ -84,7 +73,7 @@ def sample_bus() -> Bus:
 
 def test_round_trip_while_the_writer_is_alive(tmp_path: Path) -> None:
     bus = sample_bus()
-    clock = FakeClock()
+    clock = FakeClock(monotonic=9_000_000)
     writer = SummaryWriter(tmp_path, bus.build, clock=clock)
     writer.mark_dirty()
     assert writer.flush_if_due()
@@ -103,7 +92,7 @@ def test_round_trip_while_the_writer_is_alive(tmp_path: Path) -> None:
 
 def test_refreshes_are_coalesced(tmp_path: Path) -> None:
     bus = sample_bus()
-    clock = FakeClock()
+    clock = FakeClock(monotonic=9_000_000)
     writer = SummaryWriter(tmp_path, bus.build, clock=clock)
     assert writer.next_deadline_usec() is None and not writer.flush_if_due()
     writer.mark_dirty()
@@ -131,7 +120,7 @@ def test_refreshes_are_coalesced(tmp_path: Path) -> None:
 
 def test_explicit_flush_ignores_the_interval(tmp_path: Path) -> None:
     bus = sample_bus()
-    writer = SummaryWriter(tmp_path, bus.build, clock=FakeClock())
+    writer = SummaryWriter(tmp_path, bus.build, clock=FakeClock(monotonic=9_000_000))
     assert writer.flush()
     bus.phase = "reexecuting"
     assert writer.flush()
@@ -140,7 +129,7 @@ def test_explicit_flush_ignores_the_interval(tmp_path: Path) -> None:
 
 
 def test_write_failure_keeps_it_dirty(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(monotonic=9_000_000)
     runtime = tmp_path / "rt"
     writer = SummaryWriter(runtime, sample_bus().build, clock=clock)
     writer.mark_dirty()
@@ -160,7 +149,7 @@ def test_lists_are_bounded_but_counts_are_true(tmp_path: Path) -> None:
         ConnectionSummary(f":1.{i}", i, "flood", 0, many, 0, 0) for i in range(10_000)
     ]
     bus.names = [NameSummary("com.example.Q", ":1.0", 999, [f":1.{i}" for i in range(1, 1000)])]
-    writer = SummaryWriter(tmp_path, bus.build, clock=FakeClock())
+    writer = SummaryWriter(tmp_path, bus.build, clock=FakeClock(monotonic=9_000_000))
     assert writer.flush()
     s = read_summary(tmp_path).summary
     assert len(s.connections) == SUMMARY_MAX_CONNECTIONS and s.connection_count == 10_000

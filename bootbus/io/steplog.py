@@ -582,18 +582,21 @@ class RecordFilter:
         )
 
 
-def parse_lines(data: bytes, flt: RecordFilter) -> Iterator[Record]:
-    """Records in `data` that match, skipping torn or invalid lines."""
+def _records_after(data: bytes, after_seq: int) -> Iterator[Record]:
+    """The valid records in `data` numbered after `after_seq`; torn lines are skipped."""
     for line in data.split(b"\n"):
         seq = seq_of_line(line)
-        if seq is None or seq <= flt.after_seq:
+        if seq is None or seq <= after_seq:
             continue
         try:
-            record = Record.from_line(line)
+            yield Record.from_line(line)
         except RecordError:
             continue
-        if flt.matches(record):
-            yield record
+
+
+def parse_lines(data: bytes, flt: RecordFilter) -> Iterator[Record]:
+    """Records in `data` that match, skipping torn or invalid lines."""
+    return (r for r in _records_after(data, flt.after_seq) if flt.matches(r))
 
 
 def read_records(
@@ -662,13 +665,8 @@ class LogTail:
             self._file = None
 
     def _take(self, data: bytes, out: list[Record]) -> None:
-        for line in data.split(b"\n"):
-            seq = seq_of_line(line)
-            if seq is None or seq <= self._last_seq:
-                continue
-            try:
-                record = Record.from_line(line)
-            except RecordError:
+        for record in _records_after(data, self._last_seq):
+            if record.seq <= self._last_seq:  # _last_seq moves while we read
                 continue
             if self._last_seq and record.seq > self._last_seq + 1:
                 self.lost += record.seq - self._last_seq - 1
