@@ -8,7 +8,9 @@ then idle), an echo service and a prober (each its own process) that calls
 the service back to back and timestamps every reply. Then asks the bus to
 re-execute ``--rounds`` times. For each round it prints the pause (the
 longest gap between two replies the prober saw while the re-exec ran), the
-daemon's own "N ms after exec" (exec to serving again), the snapshot size,
+daemon's own "N ms after exec" (exec to serving again) and "M ms after
+asking the twin" (the new image asked the forked twin, which served while the
+new image started, for the bus: M is what clients wait for), the snapshot size,
 and how long the preflight ran (the bus serves during it). The target is a
 pause of at most 100 ms with 1,000 clients.
 
@@ -211,7 +213,8 @@ def _prepare_ms(steplog: Path, generation: str) -> float:
     """The old image's PREPARE_MS (settle and snapshot) for the exec into ``generation``."""
     for line in steplog.read_text().splitlines():
         record = json.loads(line)
-        if record["message"].startswith(f"re-executing: generation {generation},"):
+        if re.match(f"(re-executing|handing over): generation {generation},",
+                    record["message"]):
             return float(record["fields"].get("PREPARE_MS", "nan"))
     return float("nan")
 
@@ -220,15 +223,21 @@ def _round(number: int, stamps: list[float], asked: float, answered: float,
            stderr_path: Path, steplog: Path) -> dict[str, float]:
     log = stderr_path.read_text()
     after_exec = re.findall(r"restored generation (\d+) .*?, ([\d.]+) ms after exec", log)
-    executing = re.findall(r"re-executing: generation (\d+), snapshot (\d+) bytes", log)
+    after_ask = re.findall(r"restored generation (\d+) .*?, ([\d.]+) ms after the twin", log)
+    executing = re.findall(r"(?:re-executing|handing over): generation (\d+), "
+                           r"snapshot (\d+) bytes", log)
     gen = str(number + 1)
     exec_ms = next((float(ms) for g, ms in after_exec if g == gen), float("nan"))
+    ask_ms = next((float(ms) for g, ms in after_ask if g == gen), float("nan"))
     size = next((int(b) for g, b in executing if g == gen), 0)
     pause = longest_gap(stamps, asked, answered) * 1000
     before = [b - a for a, b in zip(stamps, stamps[1:]) if b < asked]
     baseline = max(before) * 1000 if before else float("nan")
-    print(f"round {number}: pause {pause:.1f} ms; daemon: {exec_ms:.1f} ms after exec, "
-          f"{_prepare_ms(steplog, gen):.1f} ms to snapshot before it; snapshot {size} bytes; Reexec answered after {(answered - asked) * 1000:.0f} ms "
+    twin = (f"{ask_ms:.1f} ms after asking the twin that served meanwhile"
+            if ask_ms == ask_ms else "no twin")
+    print(f"round {number}: pause {pause:.1f} ms; daemon: {exec_ms:.1f} ms after exec, {twin}, "
+          f"{_prepare_ms(steplog, gen):.1f} ms to snapshot; snapshot {size} bytes; "
+          f"Reexec answered after {(answered - asked) * 1000:.0f} ms "
           f"(preflight included, bus serving meanwhile); {len(stamps)} probe calls, "
           f"longest gap before: {baseline:.1f} ms", flush=True)
     return {"pause_ms": pause, "exec_ms": exec_ms}

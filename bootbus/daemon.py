@@ -44,6 +44,7 @@ class Config:
     runtime_dir: str
     print_address: bool = False
     restore_fd: int | None = None
+    handover_fd: int | None = None
     preflight: str | None = None
     service_dirs: tuple[str, ...] = ()
     system_activation: bool = False
@@ -76,6 +77,7 @@ FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--system-activation", "flag", "also read the system bus's standard service directories "
      "and start services as the system bus"),
     ("--restore-fd", "int", ""),
+    ("--handover-fd", "int", ""),
     ("--preflight", "hidden", ""),
 )
 
@@ -132,6 +134,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     try:
         v = _read_flags(argv)
         restore_fd = int(v["--restore-fd"][0]) if "--restore-fd" in v else None
+        handover_fd = int(v["--handover-fd"][0]) if "--handover-fd" in v else None
     except (UsageError, ValueError) as exc:
         print(f"{usage()}\n\nbootbus: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -142,6 +145,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(address=one("--address"),
                   runtime_dir=one("--runtime-dir") or default_runtime_dir(),
                   print_address="--print-address" in v, restore_fd=restore_fd,
+                  handover_fd=handover_fd,
                   preflight=one("--preflight"), service_dirs=tuple(v.get("--service-dir", [])),
                   system_activation="--system-activation" in v,
                   config_file=one("--config"))
@@ -207,6 +211,7 @@ def preflight(version: str) -> int:
               f"(reads {snapshot.VERSION[0]}.x)")
         return 1
     print(f"bootbus {__version__} reads snapshot format {version}")
+    print(reexec.HANDOVER_CAPABILITY)
     return 0
 
 
@@ -240,15 +245,26 @@ def _close_stray_fds(keep: set[int]) -> None:
 def restore(config: Config, bus: Bus) -> tuple[Server, list[Listener], dict[str, object]]:
     """Adopt the previous image's state; on a bad snapshot keep only its listeners."""
     listeners = _inherited_listeners()
-    assert config.restore_fd is not None
+    received: list[int] | None = None
     try:
-        data = reexec.read_fd(config.restore_fd)
-        restored = snapshot.decode(data, lambda text: log_stderr(4, text))
+        if config.handover_fd is not None:
+            os.environ["BOOTBUS_HANDOVER_STARTED"] = repr(time.monotonic())
+            data, received, _twin = reexec.take_over(config.handover_fd)
+        else:
+            assert config.restore_fd is not None
+            data = reexec.read_fd(config.restore_fd)
+        restored = snapshot.decode(data, lambda text: log_stderr(4, text), received)
         reexec.check_inherited(restored)
-    except (OSError, snapshot.SnapshotError) as exc:
+    except (OSError, snapshot.SnapshotError, reexec.HandoverError) as exc:
         log_stderr(2, f"state snapshot refused, serving new clients only: {exc}")
+        for fd in received or ():
+            with contextlib.suppress(OSError):
+                os.close(fd)
         _close_stray_fds({lst.sock.fileno() for lst in listeners})
         return Server(bus, listeners), listeners, {}
+    if received is not None:  # the listeners came twice: inherited, and handed over
+        for lst in restored.listeners:
+            os.close(lst.fd)
     new = restored.bus
     bus.bus_id, bus.next_peer_id, bus.next_unique = new.bus_id, new.next_peer_id, new.next_unique
     bus.serial, bus.stats, bus.pending, bus.registry = new.serial, new.stats, new.pending, new.registry
@@ -274,6 +290,7 @@ def run(config: Config) -> int:
     if config.preflight is not None:
         return preflight(config.preflight)
     os.makedirs(config.runtime_dir, mode=0o755, exist_ok=True)
+    restoring = config.restore_fd is not None or config.handover_fd is not None
     bus = make_bus()
     state: dict[str, object] = {}
     manager = None
@@ -286,9 +303,12 @@ def run(config: Config) -> int:
         except (ConfigError, OSError) as exc:
             print(f"bootbus: cannot use configuration {config.config_file}: {exc}",
                   file=sys.stderr)
-            if config.restore_fd is None:
+            if not restoring:
                 return 1
-    if config.restore_fd is not None:
+    if restoring:
+        # imported before the restore: with a twin serving meanwhile, clients never wait
+        # for these imports
+        from .io import activation, devices  # noqa: F401
         server, listeners, state = restore(config, bus)
     else:
         listeners = [] if config.address else from_systemd()
@@ -329,14 +349,15 @@ def run(config: Config) -> int:
         system_bus=config.system_activation))
     bus.services[SERVICE] = services
     if state:
-        exec_started = os.environ.pop("BOOTBUS_EXEC_STARTED", "")
-        pause = (f"{1000 * (time.monotonic() - float(exec_started)):.1f}"
-                 if exec_started else "")
+        after_exec = _ms_since(os.environ.pop("BOOTBUS_EXEC_STARTED", ""))
+        after_handover = _ms_since(os.environ.pop("BOOTBUS_HANDOVER_STARTED", ""))
         telemetry.step(6, f"restored generation {supervisor.generation} in phase "
                        f"{supervisor.phase}: {len(bus.peers)} connections"
-                       + (f", {pause} ms after exec" if pause else ""),
+                       + (f", {after_exec} ms after exec" if after_exec else "")
+                       + (f", {after_handover} ms after the twin was asked"
+                          if after_handover else ""),
                        GENERATION=supervisor.generation, CONNECTIONS=len(bus.peers),
-                       EXEC_TO_SERVING_MS=pause)
+                       EXEC_TO_SERVING_MS=after_exec, HANDOVER_TO_SERVING_MS=after_handover)
     else:
         telemetry.step(6, f"bootbus {__version__} listening on {';'.join(addresses)} in phase "
                        f"{supervisor.phase}", ADDRESS=";".join(addresses),
@@ -346,12 +367,14 @@ def run(config: Config) -> int:
         telemetry.summary.mark_dirty()  # written by the timer once serving resumed
     else:
         telemetry.summary.flush()
-    if config.print_address and config.restore_fd is None:
+    if config.print_address and not restoring:
         print(";".join(addresses), flush=True)
     try:
         with signals_stop(server, bus):
             server.run()
     finally:
+        if supervisor.twin is not None:
+            os._exit(0)  # a twin told to stop: the new image owns the bus, its paths and name
         telemetry.stopping()
         server.close()
         for lst in listeners:
@@ -359,6 +382,10 @@ def run(config: Config) -> int:
                 with contextlib.suppress(OSError):
                     os.unlink(lst.path)
     return 0
+
+
+def _ms_since(monotonic: str) -> str:
+    return f"{1000 * (time.monotonic() - float(monotonic)):.1f}" if monotonic else ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,6 +144,9 @@ class Child:
     returncode: int | None = None
     partial: bytes = b""
     owned: bool = False
+    # the process that may reap it: a twin serving during a handover (see
+    # bootbus.io.reexec) is not the parent of the children it inherited
+    parent: int = field(default_factory=os.getpid)
 
     def poll(self) -> int | None:
         """Reap the child if it exited; its exit code (negative: signal), or None."""
@@ -384,6 +387,10 @@ class Activator:
                      CHILD_PID=child.pid, CHILD_OUTPUT=text)
 
     def _child_exited(self, child: Child, _events: int = 0) -> None:
+        if child.parent != os.getpid():
+            # a twin: the bus's own PID reaps this one once it took the bus over
+            self.server.remove_fd(child.pidfd)
+            return
         if child.poll() is None:
             return
         self.server.remove_fd(child.pidfd)

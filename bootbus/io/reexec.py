@@ -9,10 +9,14 @@ root and working directory are as they were and the caller keeps serving.
 Never touches the bus's state: the supervisor hands it the snapshot's bytes.
 """
 
+import array
+import contextlib
 import json
 import os
+import signal
 import socket
 import stat
+import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -252,3 +256,164 @@ def execute(target: ExecPlan, keep_fds: list[int]) -> OSError:
         for fd in changed:
             os.set_inheritable(fd, False)
     return error
+
+
+# -- the twin handover: the bus serves while the new image imports -----------------
+#
+# A plain re-exec pauses every client for the new image's start: the interpreter,
+# ~50 ms of imports, then the restore. With a twin, the running image forks just
+# before its exec: the parent (the bus's PID) execs the new code, the child (the
+# twin) keeps serving from memory. Once the new image has imported everything it
+# writes one byte on the handover socket; the twin then stops, snapshots the bus
+# as it is at that moment, sends the snapshot (in a memfd) and every fd it lists,
+# and exits. Clients see only snapshot, transfer and restore.
+#
+# The twin starts serving only once the exec succeeded (an O_CLOEXEC pipe closes
+# then), so a failed exec leaves the parent serving with nothing changed. The
+# parent is a child subreaper: services the twin spawned become its children.
+
+HANDOVER_CAPABILITY = "handover: twin"  # the preflight prints this when it can take one
+HANDOVER_GO = b"G"
+HANDOVER_TIMEOUT = 10.0  # seconds the new image waits for the twin's state
+FDS_PER_HANDOVER_MESSAGE = 250  # below the kernel's SCM_MAX_FD (253)
+_HANDOVER_HEADER = "=IQ"  # fds in all, snapshot bytes (the memfd comes first)
+PR_SET_CHILD_SUBREAPER = 36
+TWIN_PID_ENV = "BOOTBUS_TWIN_PID"  # the new image's way to know (and reap) its twin
+
+
+class HandoverError(Exception):
+    pass
+
+
+@dataclass
+class Twin:
+    """The twin's side of a handover: the socket to the new image."""
+    sock: socket.socket
+    parent: int  # the bus's PID, now running the new image
+
+
+def become_subreaper() -> bool:
+    """Services a twin spawned must end up our children (kept across exec)."""
+    import ctypes  # loaded already by bootbus.io.memory
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def exec_with_twin(target: ExecPlan, keep_fds: list[int]) -> Twin | OSError:
+    """Fork a twin, then exec ``target`` in this process.
+
+    Returns in the twin only (a Twin, once the exec succeeded), or in this
+    process only when the exec failed (the OSError; the twin is gone by then).
+    ``target.argv`` must carry ``--handover-fd`` followed by a placeholder.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    target.argv[target.argv.index("--handover-fd") + 1] = str(theirs.fileno())
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        for fd in (status_r, status_w):
+            os.close(fd)
+        ours.close()
+        theirs.close()
+        return exc
+    if pid == 0:
+        os.close(status_w)
+        theirs.close()
+        failed = _read_all(status_r)
+        os.close(status_r)
+        if failed:
+            ours.close()
+            os._exit(0)  # the exec failed: the parent serves on, as it was
+        ours.setblocking(True)
+        return Twin(ours, parent)
+    os.close(status_r)
+    ours.close()
+    target.env[TWIN_PID_ENV] = str(pid)
+    error = execute(target, [*keep_fds, theirs.fileno()])
+    try:
+        os.write(status_w, str(error).encode() or b"!")
+    finally:
+        os.close(status_w)
+        theirs.close()
+        os.waitpid(pid, 0)
+    return error
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def hand_over(twin: Twin, data: bytes, fds: list[int]) -> None:
+    """The twin's last act: the snapshot and its fds, in the snapshot's table order."""
+    memfd = write_memfd(data)
+    try:
+        header = struct.pack(_HANDOVER_HEADER, len(fds), len(data))
+        twin.sock.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                      array.array("i", [memfd]))])
+        for start in range(0, len(fds), FDS_PER_HANDOVER_MESSAGE):
+            batch = array.array("i", fds[start:start + FDS_PER_HANDOVER_MESSAGE])
+            twin.sock.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, batch)])
+    finally:
+        os.close(memfd)
+
+
+def take_over(fd: int, timeout: float = HANDOVER_TIMEOUT) -> tuple[bytes, list[int], int]:
+    """The new image: ask the twin for the bus; return the snapshot, its fds, the twin's pid.
+
+    Raises HandoverError (the twin is killed then, so that nobody serves twice).
+    """
+    sock = socket.socket(fileno=fd)
+    sock.settimeout(timeout)
+    # not SO_PEERCRED: both ends of a socketpair carry its creator's pid
+    twin_pid = int(os.environ.pop(TWIN_PID_ENV, "0") or 0)
+    try:
+        if twin_pid <= 0:
+            raise HandoverError(f"{TWIN_PID_ENV} does not name the twin")
+        sock.sendall(HANDOVER_GO)
+        header, memfds = _recv_fds(sock, struct.calcsize(_HANDOVER_HEADER), 1)
+        count, size = struct.unpack(_HANDOVER_HEADER, header)
+        if len(memfds) != 1:
+            raise HandoverError("the twin sent no snapshot")
+        data = read_fd(memfds[0])
+        if len(data) != size:
+            raise HandoverError(f"the snapshot is {len(data)} bytes, the twin said {size}")
+        fds: list[int] = []
+        while len(fds) < count:
+            _marker, batch = _recv_fds(sock, 1, FDS_PER_HANDOVER_MESSAGE)
+            if not batch:
+                raise HandoverError(f"the twin sent {len(fds)} of {count} fds")
+            fds.extend(batch)
+    except (OSError, struct.error, HandoverError) as exc:
+        if twin_pid > 0:
+            with contextlib.suppress(OSError):
+                os.kill(twin_pid, signal.SIGKILL)
+                os.waitpid(twin_pid, 0)
+        raise HandoverError(f"handover from the twin failed: {exc}") from None
+    finally:
+        sock.close()
+    os.waitpid(twin_pid, 0)  # it exits right after the last fd
+    return data, fds, twin_pid
+
+
+def _recv_fds(sock: socket.socket, size: int, most: int) -> tuple[bytes, list[int]]:
+    data, ancdata, flags, _addr = sock.recvmsg(size, socket.CMSG_SPACE(most * 4),
+                                               socket.MSG_CMSG_CLOEXEC)
+    if not data:
+        raise HandoverError("the twin closed the handover socket")
+    if flags & socket.MSG_CTRUNC:
+        raise HandoverError("too many fds in one handover message")
+    fds = array.array("i")
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)

@@ -18,6 +18,7 @@ it comes, and a preflight that hangs is killed after PREFLIGHT_TIMEOUT.
 """
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ PREFLIGHT_OUTPUT_MAX = 4096  # bytes of the preflight's output kept for the log
 ROOT_CHECK_INTERVAL = 0.5  # seconds between checks of PID 1's root while in the initramfs
 LIST_MATCHES_MAX = 65536  # match rules in one ListMatches reply; the rest are dropped
 SHUTDOWN_ROOT = "/run/initramfs"
+# "direct": re-exec without a twin serving meanwhile (clients wait for the new image's
+# start); a way out should a twin ever misbehave somewhere
+REEXEC_MODE_ENV = "BOOTBUS_REEXEC"
 
 PHASE_INITRAMFS = "initramfs"
 PHASE_ROOT = "root"
@@ -106,6 +110,10 @@ class Supervisor:
     preflight_output: bytes = b""
     pivot_path: str = ""
     ready: bool = False  # preflight passed: exec at the end of this loop iteration
+    handover: bool = False  # the preflight said the target takes a twin handover
+    twin: reexec.Twin | None = None  # set in the twin while it serves for the new image
+    _subreaper: bool = False
+    _phase_before_exec: str = ""
     _waiting: list[tuple[int, int]] = field(default_factory=list)
     _preflight_deadline: float = 0.0
     _pid1_root: tuple[int, int] | None = None
@@ -349,6 +357,7 @@ class Supervisor:
             self._fail(f"preflight failed (exit {code}): {output[-500:]}")
             return
         self.log(6, "preflight passed", OUTPUT=output[-200:])
+        self.handover = reexec.HANDOVER_CAPABILITY in output
         self.ready = True
 
     def _end_preflight(self, kill: bool = False) -> tuple[int, str]:
@@ -416,44 +425,26 @@ class Supervisor:
     def _exec(self) -> None:
         target = self.exec_target
         assert target is not None
-        server, bus = self.server, self.bus
         t0 = time.monotonic()
-        server.settle()
-        for conn in list(server.conns.values()):
-            if conn.peer.outq:
-                server._flush(conn)
+        self._quiesce()
         for hook in self.on_before_exec:
             hook()
         if target.root_fd is not None:
             self.pivots.append({"from_phase": self.phase, "to_phase": self.exec_phase,
                                 "root": self.pivot_path, "at": time.time()})
-        previous_phase = self.phase
+        previous_phase = self._phase_before_exec = self.phase
         self.phase = self.exec_phase
-        self.answer_after_exec = list(self._waiting)
-        listeners = [ListenerRecord(lst.sock.fileno(), lst.address, lst.path)
-                     for lst in self.listeners]
-        conn_fds = {peer_id: conn.sock.fileno() for peer_id, conn in server.by_peer.items()}
-        deadlines = {peer_id: conn.deadline for peer_id, conn in server.by_peer.items()
-                     if conn.deadline}
-        own_fds = {}
-        if self.prepared_root is not None and self.prepared_root != target.root_fd:
-            own_fds["prepared_root"] = self.prepared_root
-        components = [record for component in self.components.values()
-                      for record in component.save()]
-        data, fds = encode(bus, conn_fds, listeners, self.state(), deadlines, own_fds,
-                           components)
-        memfd = reexec.write_memfd(data)
-        target.argv[target.argv.index("--restore-fd") + 1] = str(memfd)
-        queued = sum(len(p.outq) for p in bus.peers.values())
-        partial = sum(len(p.framer.buf) for p in bus.peers.values())
-        self.log(6, f"re-executing: generation {self.generation + 1}, snapshot {len(data)} "
-                 f"bytes, {len(conn_fds)} connections, {len(bus.pending)} pending replies, "
-                 f"{queued} queued messages, {partial} bytes of partial messages",
-                 SNAPSHOT_BYTES=str(len(data)),
-                 PREPARE_MS=f"{(time.monotonic() - t0) * 1000:.1f}")
         target.env["BOOTBUS_EXEC_STARTED"] = repr(time.monotonic())
-        error = reexec.execute(target, fds + [memfd])
-        os.close(memfd)
+        if (self.handover and os.environ.get(REEXEC_MODE_ENV) != "direct"
+                and threading.active_count() == 1):
+            # threads do not survive fork: with one running (the first device
+            # enumeration), the twin could wait on its lock forever
+            outcome = self._exec_with_twin(target)
+            if outcome is None:
+                return  # in the twin, serving until the new image takes over
+            error = outcome
+        else:
+            error = self._exec_direct(target, t0)
         self.phase = previous_phase
         if target.root_fd is not None:
             self.pivots.pop()
@@ -461,6 +452,104 @@ class Supervisor:
         reason = f"exec of {target.interpreter} failed: {error}"
         for failed in self.on_exec_failed:
             failed(reason)
+        self._fail(reason)
+
+    def _quiesce(self) -> None:
+        """Route what was read and write out what is queued, before a snapshot."""
+        server = self.server
+        server.settle()
+        for conn in list(server.conns.values()):
+            if conn.peer.outq:
+                server._flush(conn)
+
+    def _snapshot(self, t0: float, how: str) -> tuple[bytes, list[int]]:
+        server, bus = self.server, self.bus
+        self.answer_after_exec = list(self._waiting)
+        listeners = [ListenerRecord(lst.sock.fileno(), lst.address, lst.path)
+                     for lst in self.listeners]
+        conn_fds = {peer_id: conn.sock.fileno() for peer_id, conn in server.by_peer.items()}
+        deadlines = {peer_id: conn.deadline for peer_id, conn in server.by_peer.items()
+                     if conn.deadline}
+        own_fds = {}
+        target = self.exec_target
+        if self.prepared_root is not None and (target is None
+                                               or self.prepared_root != target.root_fd):
+            own_fds["prepared_root"] = self.prepared_root
+        components = [record for component in self.components.values()
+                      for record in component.save()]
+        data, fds = encode(bus, conn_fds, listeners, self.state(), deadlines, own_fds,
+                           components)
+        queued = sum(len(p.outq) for p in bus.peers.values())
+        partial = sum(len(p.framer.buf) for p in bus.peers.values())
+        self.log(6, f"{how}: generation {self.generation + 1}, snapshot {len(data)} "
+                 f"bytes, {len(conn_fds)} connections, {len(bus.pending)} pending replies, "
+                 f"{queued} queued messages, {partial} bytes of partial messages",
+                 SNAPSHOT_BYTES=str(len(data)),
+                 PREPARE_MS=f"{(time.monotonic() - t0) * 1000:.1f}")
+        return data, fds
+
+    def _exec_direct(self, target: reexec.ExecPlan, t0: float) -> OSError:
+        data, fds = self._snapshot(t0, "re-executing")
+        memfd = reexec.write_memfd(data)
+        target.argv[target.argv.index("--restore-fd") + 1] = str(memfd)
+        error = reexec.execute(target, fds + [memfd])
+        os.close(memfd)
+        return error
+
+    # -- the twin handover (see bootbus.io.reexec) ---------------------------------
+    def _exec_with_twin(self, target: reexec.ExecPlan) -> OSError | None:
+        """Fork a twin that serves while this process execs; None in the twin."""
+        argv = list(target.argv)
+        target.argv[target.argv.index("--restore-fd")] = "--handover-fd"
+        if not self._subreaper:
+            self._subreaper = reexec.become_subreaper()
+        keep = [lst.sock.fileno() for lst in self.listeners]  # the new image's own, should
+        outcome = reexec.exec_with_twin(target, keep)        # the handover fail
+        if isinstance(outcome, OSError):
+            target.argv = argv
+            return outcome
+        self.twin = outcome
+        self.server.add_fd(outcome.sock.fileno(), self._handover)
+        return None
+
+    def _handover(self, _events: int) -> None:
+        """In the twin: the new image asks for the bus (or died before it could)."""
+        twin = self.twin
+        assert twin is not None
+        try:
+            asked = twin.sock.recv(1)
+        except OSError:
+            asked = b""
+        if asked != reexec.HANDOVER_GO:
+            self._orphaned()
+            return
+        t0 = time.monotonic()
+        self._quiesce()
+        data, fds = self._snapshot(t0, "handing over")
+        try:
+            reexec.hand_over(twin, data, fds)
+        except OSError as exc:
+            self.log(2, f"handover to the new image failed ({exc}); it serves new clients "
+                     "only", REASON=str(exc))
+        os._exit(0)  # the new image has every fd; nothing here may run again
+
+    def _orphaned(self) -> None:
+        """The new image ended before taking over: this twin serves on, as it was."""
+        twin = self.twin
+        assert twin is not None
+        self.server.remove_fd(twin.sock.fileno())
+        twin.sock.close()
+        self.twin = None
+        target = self.exec_target
+        reason = (f"the new image (pid {twin.parent}) ended before taking over; the bus "
+                  f"serves on from its twin, pid {os.getpid()}")
+        self.phase = self._phase_before_exec
+        if target is not None and target.root_fd is not None:
+            self.pivots.pop()
+        self.answer_after_exec = []
+        for failed in self.on_exec_failed:
+            failed(reason)
+        self.log(2, reason, REASON=reason)
         self._fail(reason)
 
     # -- replies ------------------------------------------------------------------

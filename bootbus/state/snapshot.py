@@ -214,7 +214,13 @@ def _parse_lines(data: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def decode(data: bytes, log: Callable[[str], None] = lambda _m: None) -> Restored:
+def decode(data: bytes, log: Callable[[str], None] = lambda _m: None,
+           received: list[int] | None = None) -> Restored:
+    """Parse and check a snapshot; ``received`` replaces the header's fd table.
+
+    An exec inherits the fds under the numbers the table lists; a handover
+    (see bootbus.io.reexec) receives them, in table order, under new numbers.
+    """
     records = _parse_lines(data)
     header = records[0] if records else {}
     if header.get("t") != "header" or header.get("format") != FORMAT:
@@ -227,6 +233,10 @@ def decode(data: bytes, log: Callable[[str], None] = lambda _m: None) -> Restore
     if major != VERSION[0]:
         raise SnapshotError(f"snapshot format {major}.{minor} is not supported "
                             f"(this bootbus reads {VERSION[0]}.x)")
+    if received is not None:
+        if len(received) != len(fds):
+            raise SnapshotError(f"snapshot lists {len(fds)} fds, {len(received)} arrived")
+        fds = received
     if len(set(fds)) != len(fds) or any(fd < 0 for fd in fds):
         raise SnapshotError("snapshot fd table lists an fd twice or a negative fd")
     restored = Restored(bus=Bus(bus_id=""), conn_fds={}, listeners=[], supervisor={},
