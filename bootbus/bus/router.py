@@ -441,6 +441,10 @@ class Bus:
                     args: tuple[Any, ...], destination: Peer | None = None,
                     path: str = BUS_PATH, sender: str = BUS_NAME) -> None:
         """Emit a signal from the bus: unicast to ``destination`` or broadcast by match."""
+        if (destination is None and not self.monitors
+                and not self.rules_by_interface.get(interface)
+                and not self.rules_by_interface.get(None)):
+            return  # nobody could receive it: most NameOwnerChanged of short connections
         raw = m.build(m.SIGNAL, self.next_serial(), path=path, interface=interface,
                       member=member, sender=sender, signature=signature, args=args,
                       destination=destination.unique_name if destination else None)

@@ -94,6 +94,11 @@ class SystemClock:
         return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
+# One encoder for every record: json.dumps with options builds a new one per call
+# (~4 us of the ~16 us a record costs; two records per connection).
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     seq: int
@@ -115,7 +120,7 @@ class Record:
             "message": self.message,
             "fields": self.fields,
         }
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+        return _encode_json(obj).encode() + b"\n"
 
     def to_json_dict(self) -> dict[str, object]:
         return {
