@@ -13,11 +13,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import __version__
 from .bus import driver
+from .bus.peer import Peer
 from .bus.router import Bus
 from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
@@ -27,8 +28,11 @@ from .io.services import SERVICE, InterfaceRouter
 from .io.telemetry import LOG_IFACE, Telemetry
 from .state import snapshot
 from .wire.errors import AddressError
+from .wire.message import Message
 
 MACHINE_ID_PATHS = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+DEVICES_IFACE = "org.bootbus.Devices1"  # bootbus.io.devices.IFACE, named without pyudev
+DEVICES_LOAD_DELAY = 0.05  # seconds after a cold start before the device monitor loads
 
 
 def default_runtime_dir() -> str:
@@ -336,9 +340,12 @@ def run(config: Config) -> int:
     supervisor.on_exec_failed.append(telemetry.exec_failed)
     services = InterfaceRouter(bus.services[SERVICE])  # the supervisor answers the rest
     services.register(LOG_IFACE, telemetry.handle_log)
-    from .io import devices  # pyudev only once the bus serves
-    supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,
-                                                         telemetry.step))
+    if restoring:  # imported already; a device waiter in the snapshot needs it attached
+        from .io import devices
+        supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,
+                                                             telemetry.step))
+    else:
+        _defer_devices(server, services, supervisor, telemetry.step)
     from .io import activation
     service_dirs = list(config.service_dirs)
     if manager is not None:
@@ -382,6 +389,36 @@ def run(config: Config) -> int:
                 with contextlib.suppress(OSError):
                     os.unlink(lst.path)
     return 0
+
+
+def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Supervisor,
+                   log: Callable[..., None]) -> None:
+    """Load the device monitor once the bus serves: pyudev's import costs ~25 ms, which
+    the first clients of a cold start should not wait for. A Devices1 call before then
+    loads it at once; its first enumeration covers the devices that came meanwhile."""
+    due = server.clock() + DEVICES_LOAD_DELAY
+    loaded = False
+
+    def load() -> None:
+        nonlocal loaded
+        if loaded:
+            return
+        loaded = True
+        del services.interfaces[DEVICES_IFACE]
+        from .io import devices
+        supervisor.attach(devices.COMPONENT, devices.install(
+            supervisor.bus, server, services.register, log))
+
+    def when_due() -> None:
+        if server.clock() >= due:
+            load()
+
+    def first_call(bus: Bus, peer: Peer, msg: Message) -> None:
+        load()
+        services(bus, peer, msg)  # the real handler, or the fallback if udev is unusable
+
+    services.register(DEVICES_IFACE, first_call)
+    server.timers.append((lambda: None if loaded else due, when_due))
 
 
 def _ms_since(monotonic: str) -> str:
