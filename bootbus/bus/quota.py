@@ -63,6 +63,10 @@ MAX_INCOMPLETE_PER_USER = 32
 # max_completed_connections, which bootbus does not bound separately.
 MAX_CONNECTIONS_PER_USER = 2048
 
+# -- bus activation (the io layer's activator) -------------------------------------------
+ACTIVATION_TIMEOUT = 25.0  # seconds; dbus-daemon's service_start_timeout (25000 ms)
+MAX_PENDING_ACTIVATIONS = 512  # dbus-daemon's max_pending_service_starts
+
 
 class Limits:
     """One bus's effective bounds: the defaults above, or the configuration's ``<limit>``s.
@@ -76,7 +80,7 @@ class Limits:
                  "max_match_rules_per_user", "max_names_per_user", "max_replies_per_user",
                  "max_message_size", "max_message_fds", "auth_timeout",
                  "max_incomplete_connections", "max_incomplete_per_user",
-                 "max_connections_per_user")
+                 "max_connections_per_user", "activation_timeout", "max_pending_activations")
 
     def __init__(self) -> None:
         self.max_outgoing_bytes = MAX_OUTGOING_BYTES_PER_PEER
@@ -95,6 +99,8 @@ class Limits:
         self.max_incomplete_connections = MAX_INCOMPLETE_CONNECTIONS
         self.max_incomplete_per_user = MAX_INCOMPLETE_PER_USER
         self.max_connections_per_user = MAX_CONNECTIONS_PER_USER
+        self.activation_timeout = ACTIVATION_TIMEOUT
+        self.max_pending_activations = MAX_PENDING_ACTIVATIONS
 
     def as_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in self.__slots__}

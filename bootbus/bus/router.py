@@ -362,6 +362,15 @@ class Bus:
         self.send_error(sender, msg, ERR_ACCESS_DENIED, text)
         return False
 
+    def apply_limits(self, limits: Limits) -> None:
+        """New bounds (a configuration's <limit>s): what peers already hold is kept, and
+        every later operation, including each connection's next message, is checked
+        against them."""
+        self.limits = limits
+        for peer in self.peers.values():
+            peer.framer.max_size = limits.max_message_size
+            peer.framer.max_fds = limits.max_message_fds
+
     def reload_policy(self, policy: Any) -> None:
         self.policy = policy
         for peer in self.peers.values():
