@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from bootbus.bus import driver
 from bootbus.bus import names as nm
 from bootbus.bus.match import MAX_RULE_LENGTH
 from bootbus.bus.peer import Peer
