@@ -16,7 +16,7 @@ from ..wire.names import is_bus_name
 from . import names as nm
 from .match import MatchRuleError, MatchRuleTooLong, parse_rule
 from .peer import Peer, PeerState
-from .router import BUS_NAME, MAX_MATCH_RULES_PER_PEER, MAX_NAMES_PER_PEER, Bus
+from .router import BUS_NAME, Bus
 from . import introspect
 
 IFACE = "org.freedesktop.DBus"
@@ -71,18 +71,14 @@ def hello(call: Call) -> tuple[Any, ...]:
 def request_name(call: Call) -> tuple[Any, ...]:
     name, flags = call.args
     bus, peer = call.bus, call.peer
-    if (len(bus.registry.names_of(peer.id)) >= MAX_NAMES_PER_PEER
-            and name not in bus.registry.names_of(peer.id)):
-        raise DriverError("LimitsExceeded", f'Connection "{peer.unique_name}" is not allowed '
-                          f"to own more services (max_names_per_connection="
-                          f"{MAX_NAMES_PER_PEER})")
+    refused = bus.name_refused(peer, name)
+    if refused:
+        raise DriverError("LimitsExceeded", refused)
     if bus.policy_can_own is not None and nm_ownable(name) and not bus.policy_can_own(peer, name):
         raise DriverError("AccessDenied", f'Connection "{peer.unique_name}" is not allowed to '
                           f'own the service "{name}" due to security policies in the '
                           "configuration file")
-    result, events = bus.registry.request(peer.id, name, flags)
-    bus.name_events(events)
-    return (result,)
+    return (bus.request_name(peer, name, flags),)
 
 
 def nm_ownable(name: str) -> bool:
@@ -91,9 +87,7 @@ def nm_ownable(name: str) -> bool:
 
 def release_name(call: Call) -> tuple[Any, ...]:
     (name,) = call.args
-    result, events = call.bus.registry.release(call.peer.id, name)
-    call.bus.name_events(events)
-    return (result,)
+    return (call.bus.release_name(call.peer, name),)
 
 
 def start_service_by_name(call: Call) -> tuple[Any, ...]:
@@ -146,9 +140,9 @@ def list_activatable_names(call: Call) -> tuple[Any, ...]:
 
 def add_match(call: Call) -> tuple[Any, ...]:
     (text,) = call.args
-    if len(call.peer.matches) >= MAX_MATCH_RULES_PER_PEER:
-        raise DriverError("LimitsExceeded", "Connection is not allowed to add more match rules "
-                          f"(max_match_rules_per_connection={MAX_MATCH_RULES_PER_PEER})")
+    refused = call.bus.match_refused(call.peer)
+    if refused:
+        raise DriverError("LimitsExceeded", refused)
     call.bus.add_match(call.peer, _rule(text))
     return ()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..wire.framer import Framer
 from ..wire.sasl import SaslServer
 from .match import MatchRule
+from .quota import UserUsage
 
 
 class PeerState(enum.IntEnum):
@@ -69,6 +70,9 @@ class Peer:
     connected_at: float = 0.0
     messages_in: int = 0
     messages_out: int = 0
+    # its uid's usage, shared with the uid's other peers (derived: Bus.add_peer and
+    # Bus.rebuild_indexes attach it; until then a peer counts only for itself)
+    user: UserUsage = field(default_factory=UserUsage.detached)
 
     @property
     def active(self) -> bool:

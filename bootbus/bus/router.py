@@ -27,17 +27,11 @@ from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
 from . import names as nm
 from .match import MatchRule, matches
 from .peer import OutFrame, Peer, PeerState, SharedFds
+from .quota import (MAX_MATCH_RULES_PER_PEER, MAX_NAMES_PER_PEER, MAX_OUTGOING_BYTES_PER_PEER,
+                    MAX_OUTGOING_FDS_PER_PEER, MAX_PENDING_REPLIES_PER_PEER, Limits, UserUsage)
 
 BUS_NAME = "org.freedesktop.DBus"
 BUS_PATH = "/org/freedesktop/DBus"
-
-MAX_PENDING_REPLIES_PER_PEER = 8192  # dbus-daemon's session bus allows 50000, system 128
-MAX_MATCH_RULES_PER_PEER = 4096  # dbus-daemon: 512 (system) .. 50000 (session)
-MAX_NAMES_PER_PEER = 512  # dbus-daemon's max_names_per_connection default
-MAX_OUTGOING_BYTES_PER_PEER = 128 * 1024 * 1024  # dbus-daemon's max_outgoing_bytes (127 MB)
-# fds held for one peer's unsent messages: four full messages' worth. Tiny messages
-# carrying 253 fds each would otherwise exhaust the bus's fds long before the byte cap.
-MAX_OUTGOING_FDS_PER_PEER = 4 * MAX_UNIX_FDS_PER_MESSAGE
 
 ERR_SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
 ERR_NAME_HAS_NO_OWNER = "org.freedesktop.DBus.Error.NameHasNoOwner"
@@ -88,14 +82,28 @@ class Bus:
     policy: Any = None
     connect_check: Callable[[Peer], bool] | None = None
     reload_config: Callable[[], str | None] | None = None
+    # the effective bounds (bootbus.bus.quota's defaults or the configuration's <limit>s),
+    # and per uid the sums over its peers that the per-user bounds limit (derived)
+    limits: Limits = field(default_factory=Limits)
+    users: dict[int, UserUsage] = field(default_factory=dict)
 
     # -- peers -------------------------------------------------------------
     def add_peer(self, uid: int, pid: int, gids: tuple[int, ...] = (),
                  label: str | None = None, comm: str = "") -> Peer:
-        peer = Peer(id=self.next_peer_id, uid=uid, pid=pid, gids=gids, label=label, comm=comm)
+        peer = Peer(id=self.next_peer_id, uid=uid, pid=pid, gids=gids, label=label, comm=comm,
+                    user=self._usage_of(uid))
+        peer.user.peers += 1
+        peer.framer.max_size = self.limits.max_message_size
+        peer.framer.max_fds = self.limits.max_message_fds
         self.next_peer_id += 1
         self.peers[peer.id] = peer
         return peer
+
+    def _usage_of(self, uid: int) -> UserUsage:
+        usage = self.users.get(uid)
+        if usage is None:
+            usage = self.users[uid] = UserUsage(uid, exempt=uid in (0, self.uid))
+        return usage
 
     def authenticated(self, peer: Peer, unix_fd: bool) -> None:
         peer.unix_fd = unix_fd
@@ -225,25 +233,40 @@ class Bus:
         if self.policy is not None and not self._permit(peer, msg, target):
             self._release_fds(msg)
             return
-        if (target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER
-                or target.out_fds + len(msg.fds) > MAX_OUTGOING_FDS_PER_PEER):
+        limits = self.limits
+        usage = target.user
+        if (target.out_bytes > limits.max_outgoing_bytes
+                or target.out_fds + len(msg.fds) > limits.max_outgoing_fds
+                or not usage.exempt and (
+                    usage.out_bytes > limits.max_outgoing_bytes_per_user
+                    or usage.out_fds + len(msg.fds) > limits.max_outgoing_fds_per_user)):
             self._release_fds(msg)
             if wants_reply:
                 self.send_error(peer, msg, ERR_LIMITS_EXCEEDED,
                                 f"The destination {msg.destination} is not reading its messages")
             return
         if wants_reply:
-            if peer.pending_calls >= MAX_PENDING_REPLIES_PER_PEER:
-                self._release_fds(msg)
-                self.send_error(peer, msg, ERR_LIMITS_EXCEEDED,
-                                "The maximum number of pending replies per connection has "
-                                "been reached")
-                return
             key = (peer.id, msg.serial)
             if key not in self.pending:
+                refused = self._replies_refused(peer)
+                if refused:
+                    self._release_fds(msg)
+                    self.send_error(peer, msg, ERR_LIMITS_EXCEEDED, refused)
+                    return
                 peer.pending_calls += 1
+                peer.user.replies += 1
             self.pending[key] = target.id
         self._route_unicast(peer, msg, target)
+
+    def _replies_refused(self, caller: Peer) -> str:
+        """Why one more expected reply for ``caller`` is refused, or ''."""
+        if caller.pending_calls >= self.limits.max_replies:
+            return "The maximum number of pending replies per connection has been reached"
+        usage = caller.user
+        if not usage.exempt and usage.replies >= self.limits.max_replies_per_user:
+            return (f"The maximum number of pending replies of uid {usage.uid} has been "
+                    f"reached (max_replies_per_user={self.limits.max_replies_per_user})")
+        return ""
 
     def _route_reply(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
         if target is None:
@@ -260,6 +283,7 @@ class Bus:
             return
         del self.pending[key]
         target.pending_calls -= 1
+        target.user.replies -= 1
         self._route_unicast(peer, msg, target)
 
     def _route_unicast(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
@@ -338,6 +362,15 @@ class Bus:
         self.send_error(sender, msg, ERR_ACCESS_DENIED, text)
         return False
 
+    def apply_limits(self, limits: Limits) -> None:
+        """New bounds (a configuration's <limit>s): what peers already hold is kept, and
+        every later operation, including each connection's next message, is checked
+        against them."""
+        self.limits = limits
+        for peer in self.peers.values():
+            peer.framer.max_size = limits.max_message_size
+            peer.framer.max_fds = limits.max_message_fds
+
     def reload_policy(self, policy: Any) -> None:
         self.policy = policy
         for peer in self.peers.values():
@@ -380,18 +413,48 @@ class Bus:
             msg.fwd = fwd
         header, body = fwd
         size = len(header) + len(body)
+        usage = target.user
         if shared is not None:
             shared.refs += 1
             target.out_fds += len(shared.fds)
+            usage.out_fds += len(shared.fds)
         target.outq.append(OutFrame([header, body] if body else [header], shared, size))
         target.out_bytes += size
+        usage.out_bytes += size
         target.messages_out += 1
         self.dirty.add(target)
-        if msg.type != m.METHOD_CALL and (target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER
-                                          or target.out_fds > MAX_OUTGOING_FDS_PER_PEER):
-            self.doomed.setdefault(target, "output queue exceeded "
-                                   f"{MAX_OUTGOING_BYTES_PER_PEER} bytes or "
-                                   f"{MAX_OUTGOING_FDS_PER_PEER} fds (not reading)")
+        if msg.type != m.METHOD_CALL:  # calls were refused before this if over a bound
+            limits = self.limits
+            if (target.out_bytes > limits.max_outgoing_bytes
+                    or target.out_fds > limits.max_outgoing_fds):
+                self.doomed.setdefault(target, "output queue exceeded "
+                                       f"{limits.max_outgoing_bytes} bytes or "
+                                       f"{limits.max_outgoing_fds} fds (not reading)")
+            elif not usage.exempt and (usage.out_bytes > limits.max_outgoing_bytes_per_user
+                                       or usage.out_fds > limits.max_outgoing_fds_per_user):
+                self._shed(usage)
+
+    def _shed(self, usage: UserUsage) -> None:
+        """A user's queued output passed its bound: disconnect its slowest reader.
+
+        The same answer as the per-connection bound (the peer that does not read
+        goes, nobody else's messages are dropped), applied to the user's peer with
+        the most queued, which need not be the one this message was for. One at a
+        time: the next is chosen only once the last one is gone, if still needed.
+        """
+        if usage.shed is not None and usage.shed in self.doomed:
+            return
+        victim = max((p for p in self.peers.values() if p.user is usage and p not in self.doomed),
+                     key=lambda p: (p.out_bytes, p.out_fds), default=None)
+        usage.shed = None
+        if victim is None or not (victim.out_bytes or victim.out_fds):
+            return
+        usage.shed = victim
+        limits = self.limits
+        self.doomed.setdefault(victim, f"output queued for uid {usage.uid} exceeded "
+                               f"{limits.max_outgoing_bytes_per_user} bytes or "
+                               f"{limits.max_outgoing_fds_per_user} fds; this connection had "
+                               f"{victim.out_bytes} bytes queued (not reading)")
 
     def _release_fds(self, msg: m.Message) -> None:
         if msg.fds:
@@ -411,11 +474,16 @@ class Bus:
         if target.state in (PeerState.ACTIVE, PeerState.HELLO):
             target.outq.append(OutFrame([raw], None, len(raw)))
             target.out_bytes += len(raw)
+            usage = target.user
+            usage.out_bytes += len(raw)
             target.messages_out += 1
             self.dirty.add(target)
-            if target.out_bytes > MAX_OUTGOING_BYTES_PER_PEER:  # it does not read its replies
+            limits = self.limits
+            if target.out_bytes > limits.max_outgoing_bytes:  # it does not read its replies
                 self.doomed.setdefault(target, "output queue exceeded "
-                                       f"{MAX_OUTGOING_BYTES_PER_PEER} bytes (not reading)")
+                                       f"{limits.max_outgoing_bytes} bytes (not reading)")
+            elif not usage.exempt and usage.out_bytes > limits.max_outgoing_bytes_per_user:
+                self._shed(usage)
         if self.monitors:
             self._to_monitors(None, m.parse(raw))
 
@@ -486,15 +554,85 @@ class Bus:
     # -- match rules --------------------------------------------------------
     def add_match(self, peer: Peer, rule: MatchRule) -> None:
         peer.matches.append(rule)
+        peer.user.matches += 1
         self._index_rule(peer, rule)
+
+    def match_refused(self, peer: Peer) -> str:
+        """Why ``peer`` may not add a match rule now (a LimitsExceeded text), or ''."""
+        limits = self.limits
+        if len(peer.matches) >= limits.max_match_rules:
+            return ("Connection is not allowed to add more match rules "
+                    f"(max_match_rules_per_connection={limits.max_match_rules})")
+        usage = peer.user
+        if not usage.exempt and usage.matches >= limits.max_match_rules_per_user:
+            return (f"Connections of uid {usage.uid} are not allowed to add more match rules "
+                    f"(max_match_rules_per_user={limits.max_match_rules_per_user})")
+        return ""
 
     def remove_match(self, peer: Peer, rule: MatchRule) -> bool:
         for index, existing in enumerate(peer.matches):
             if existing.key() == rule.key():
                 del peer.matches[index]
+                peer.user.matches -= 1
                 self._unindex_rule(peer, existing)
                 return True
         return False
+
+    def _drop_matches(self, peer: Peer) -> None:
+        for rule in peer.matches:
+            self._unindex_rule(peer, rule)
+        peer.user.matches -= len(peer.matches)
+        peer.matches = []
+
+    # -- names ----------------------------------------------------------------
+    def name_refused(self, peer: Peer, name: str) -> str:
+        """Why ``peer`` may not own or queue for one more name (LimitsExceeded), or ''."""
+        held = self.registry.names_of(peer.id)
+        if name in held:
+            return ""
+        limits = self.limits
+        if len(held) >= limits.max_names:
+            return (f'Connection "{peer.unique_name}" is not allowed to own more services '
+                    f"(max_names_per_connection={limits.max_names})")
+        usage = peer.user
+        if not usage.exempt and usage.names >= limits.max_names_per_user:
+            return (f'Connection "{peer.unique_name}" is not allowed to own more services: '
+                    f"uid {usage.uid} has reached max_names_per_user="
+                    f"{limits.max_names_per_user}")
+        return ""
+
+    def request_name(self, peer: Peer, name: str, flags: int) -> int:
+        """RequestName: change the registry, count the names each peer holds, signal.
+
+        Raises names.NameError (before changing anything) for a name that cannot be owned.
+        """
+        affected = {peer.id}
+        primary = self.registry.owner(name)
+        if primary is not None:
+            affected.add(primary)  # a replaced owner that asked DO_NOT_QUEUE loses the name
+        before = {pid: len(self.registry.names_of(pid)) for pid in affected}
+        result, events = self.registry.request(peer.id, name, flags)
+        self._recount_names(before)
+        self.name_events(events)
+        return result
+
+    def release_name(self, peer: Peer, name: str) -> int:
+        """ReleaseName: only the releasing peer's count changes (the next in line was queued)."""
+        before = {peer.id: len(self.registry.names_of(peer.id))}
+        result, events = self.registry.release(peer.id, name)
+        self._recount_names(before)
+        self.name_events(events)
+        return result
+
+    def _recount_names(self, before: dict[int, int]) -> None:
+        for pid, count in before.items():
+            holder = self.peers.get(pid)
+            if holder is not None:
+                holder.user.names += len(self.registry.names_of(pid)) - count
+
+    def _drop_names(self, peer: Peer) -> list[nm.Event]:
+        peer.user.names -= len(self.registry.names_of(peer.id))
+        return self.registry.remove_peer(peer.id)
 
     def _index_rule(self, peer: Peer, rule: MatchRule) -> None:
         if rule.eavesdrop:
@@ -510,11 +648,8 @@ class Bus:
             del self.rules_by_interface[rule.interface]
 
     def become_monitor(self, peer: Peer, rules: list[MatchRule]) -> None:
-        for rule in list(peer.matches):
-            self._unindex_rule(peer, rule)
-        peer.matches.clear()
-        events = self.registry.remove_peer(peer.id)
-        self.name_events(events)
+        self._drop_matches(peer)
+        self.name_events(self._drop_names(peer))
         self._answer_pending_of(peer)
         unique = peer.unique_name
         # NameLost of its unique name reaches the new monitor whatever its rules;
@@ -533,15 +668,13 @@ class Bus:
             return []
         self.dirty.discard(peer)
         self.doomed.pop(peer, None)
-        for rule in peer.matches:
-            self._unindex_rule(peer, rule)
-        peer.matches = []
+        self._drop_matches(peer)
         if peer in self.monitors:
             self.monitors.remove(peer)
         was_active = peer.state is PeerState.ACTIVE
         peer.state = PeerState.AUTH  # nothing more is delivered to it
         if was_active:
-            self.name_events(self.registry.remove_peer(peer.id))
+            self.name_events(self._drop_names(peer))
         self._answer_pending_of(peer)
         if was_active:
             self.by_unique.pop(peer.unique_name, None)
@@ -549,26 +682,45 @@ class Bus:
                              (peer.unique_name, peer.unique_name, ""))
         del self.peers[peer.id]  # only now: the events above name the peer's unique name
         frames, peer.outq = peer.outq, []
-        peer.out_bytes = peer.out_fds = 0
+        self._forget_usage(peer)
         return frames
+
+    def _forget_usage(self, peer: Peer) -> None:
+        """A removed peer's queue is dropped: take it out of its user's sums."""
+        usage = peer.user
+        usage.out_bytes -= peer.out_bytes
+        usage.out_fds -= peer.out_fds
+        peer.out_bytes = peer.out_fds = 0
+        if usage.shed is peer:
+            usage.shed = None
+        usage.peers -= 1
+        if usage.peers <= 0 and self.users.get(usage.uid) is usage:
+            del self.users[usage.uid]
+        peer.user = UserUsage.detached()  # a stale reference (the io layer's) counts nothing
 
     def _answer_pending_of(self, peer: Peer) -> None:
         """Calls to ``peer`` get NoReply; calls ``peer`` made are forgotten."""
+        own = 0
         for key, callee in list(self.pending.items()):
             caller_id, serial = key
             if caller_id == peer.id:
                 del self.pending[key]
+                own += 1
             elif callee == peer.id:
                 del self.pending[key]
                 caller = self.peers.get(caller_id)
-                if caller is not None and caller.state is PeerState.ACTIVE:
-                    caller.pending_calls -= 1
+                if caller is None:
+                    continue
+                caller.pending_calls -= 1
+                caller.user.replies -= 1
+                if caller.state is PeerState.ACTIVE:
                     raw = m.build(m.ERROR, self.next_serial(), error_name=ERR_NO_REPLY,
                                   reply_serial=serial, destination=caller.unique_name,
                                   sender=BUS_NAME, signature="s",
                                   args=("Message recipient disconnected from message bus "
                                         "without replying",))
                     self.send_from_bus(caller, raw)
+        peer.user.replies -= own
         peer.pending_calls = 0
 
     # -- derived state --------------------------------------------------------
@@ -582,12 +734,28 @@ class Bus:
             for rule in peer.matches:
                 self._index_rule(peer, rule)
             peer.pending_calls = 0
+            peer.out_bytes = sum(f.size for f in peer.outq)
             peer.out_fds = sum(len(f.fds.fds) for f in peer.outq if f.fds is not None)
+            peer.framer.max_size = self.limits.max_message_size
+            peer.framer.max_fds = self.limits.max_message_fds
         for caller_id, _serial in self.pending:
             caller = self.peers.get(caller_id)
             if caller is not None:
                 caller.pending_calls += 1
         self.registry.rebuild_index()
+        self.rebuild_usage()
+
+    def rebuild_usage(self) -> None:
+        """Sum every uid's usage from its peers (after a restore; derived, never stored)."""
+        self.users = {}
+        for peer in self.peers.values():
+            usage = peer.user = self._usage_of(peer.uid)
+            usage.peers += 1
+            usage.out_bytes += peer.out_bytes
+            usage.out_fds += peer.out_fds
+            usage.matches += len(peer.matches)
+            usage.names += len(self.registry.names_of(peer.id))
+            usage.replies += peer.pending_calls
 
 
 def _body_args(msg: m.Message) -> list[Any] | None:
@@ -597,4 +765,6 @@ def _body_args(msg: m.Message) -> list[Any] | None:
         return None
 
 
-__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE"]
+__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE",
+           "MAX_MATCH_RULES_PER_PEER", "MAX_NAMES_PER_PEER", "MAX_OUTGOING_BYTES_PER_PEER",
+           "MAX_OUTGOING_FDS_PER_PEER", "MAX_PENDING_REPLIES_PER_PEER"]

@@ -31,6 +31,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..bus.peer import Peer, PeerState
+# the defaults; the effective values are the bus's limits (a configuration's
+# service_start_timeout and max_pending_service_starts)
+from ..bus.quota import ACTIVATION_TIMEOUT, MAX_PENDING_ACTIVATIONS
 from ..bus.router import Bus, PeerError
 from ..wire import message as m
 from ..state.snapshot import ComponentRecord
@@ -39,8 +42,6 @@ from .server import Server
 
 GROUP = "D-BUS Service"
 SERVICE_SUFFIX = ".service"
-ACTIVATION_TIMEOUT = 25.0  # seconds; dbus-daemon's service_start_timeout (25000 ms)
-MAX_PENDING_ACTIVATIONS = 512  # dbus-daemon's max_pending_activations
 MAX_QUEUED_PER_ACTIVATION = 1024  # messages held for one name while it starts
 MAX_SERVICE_FILE_BYTES = 64 * 1024
 MAX_SERVICE_FILES = 4096  # per directory
@@ -245,11 +246,12 @@ class Activator:
             self._fail_one(peer, msg, ERR_SERVICE_UNKNOWN,
                            f"The name {name} was not provided by any .service files")
             return None
-        if len(self.pending) >= MAX_PENDING_ACTIVATIONS:
+        if len(self.pending) >= self.bus.limits.max_pending_activations:
             self._fail_one(peer, msg, ERR_LIMITS, "The maximum number of pending "
                            "activations has been reached, activation of %s failed" % name)
             return None
-        activation = Activation(service, self.server.clock() + ACTIVATION_TIMEOUT)
+        activation = Activation(service,
+                                self.server.clock() + self.bus.limits.activation_timeout)
         if self._delegate(service):
             self.pending[name] = activation
             return activation
@@ -425,7 +427,8 @@ class Activator:
             if activation.child is not None and activation.child.poll() is None:
                 signal.pidfd_send_signal(activation.child.pidfd, signal.SIGKILL)  # as dbus-daemon
             self._fail(name, ERR_TIMED_OUT, f"Failed to activate service '{name}': timed "
-                       f"out (service_start_timeout={int(ACTIVATION_TIMEOUT * 1000)}ms)")
+                       "out (service_start_timeout="
+                       f"{int(self.bus.limits.activation_timeout * 1000)}ms)")
 
     def _disconnected(self, peer: Peer, _reason: str) -> None:
         for activation in self.pending.values():
@@ -593,5 +596,5 @@ def install(bus: Bus, server: Server, dirs: list[str], address: str,
     return activator
 
 
-__all__ = ["ACTIVATION_TIMEOUT", "Activator", "ServiceFile", "ServiceFileError", "install",
-           "load_service_dirs", "parse_service_file"]
+__all__ = ["ACTIVATION_TIMEOUT", "MAX_PENDING_ACTIVATIONS", "Activator", "ServiceFile",
+           "ServiceFileError", "install", "load_service_dirs", "parse_service_file"]

@@ -210,6 +210,8 @@ class BusConfig:
     conf_dirs: tuple[str, ...]  # the <includedir>s that exist, to watch for reloads
     files: tuple[str, ...]  # every file read, in the order read
     warnings: tuple[str, ...]
+    # the limits some <limit> element set (``limits`` has dbus-daemon's default for the rest)
+    explicit_limits: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -269,7 +271,8 @@ def load_config(path: str, *, users: UserDatabase | None = None,
         pidfile=top.pidfile, fork=top.fork, syslog=top.syslog, keep_umask=top.keep_umask,
         allow_anonymous=top.allow_anonymous, apparmor_mode=top.apparmor_mode,
         selinux_contexts=dict(top.selinux), conf_dirs=tuple(top.conf_dirs),
-        files=tuple(ctx.files), warnings=tuple(ctx.warnings))
+        files=tuple(ctx.files), warnings=tuple(ctx.warnings),
+        explicit_limits=frozenset(top.limits_set))
 
 
 def _read(path: str) -> bytes:
@@ -293,6 +296,7 @@ class _FileParser:
         self.basedir = os.path.dirname(os.path.abspath(path))
         self.ctx = ctx
         self.limits = limits
+        self.limits_set: set[str] = set()  # names a <limit> set, here or in an included file
         self.stack: list[_Frame] = []
         self.expat = xml.parsers.expat.ParserCreate()
         self.policy = PolicyBuilder()
@@ -686,6 +690,7 @@ class _FileParser:
         if name not in _LONG_LIMITS and value > _INT32_MAX:
             raise self.error(f'<limit name="{name}"> value is too large')
         self.limits[name] = value
+        self.limits_set.add(name)
 
     # -- inclusion ---------------------------------------------------------------------
     def _include(self, frame: _Frame, content: str) -> None:
@@ -708,6 +713,7 @@ class _FileParser:
         if len(self.ctx.chain) >= MAX_INCLUDE_DEPTH:
             raise self.error(f"Includes nested more than {MAX_INCLUDE_DEPTH} deep at '{path}'")
         child = _FileParser(path, self.ctx, dict(self.limits))
+        child.limits_set = set(self.limits_set)
         try:
             child.run()
         except ConfigFileMissing as e:
@@ -757,6 +763,7 @@ class _FileParser:
             self._add_servicedir(sdir)
         self.conf_dirs.extend(child.conf_dirs)
         self.limits = child.limits
+        self.limits_set = child.limits_set
 
 
 def _wild(value: str | None) -> str | None:

@@ -2,8 +2,8 @@
 
 Owns: one epoll set, the listening sockets, one :class:`Connection` per peer
 (the socket and nothing else: all protocol state lives in the bus's Peer),
-SO_PEERCRED, SCM_RIGHTS in and out, the authentication timeout and the bound
-on incomplete connections. Per loop iteration it reads what is ready, lets the
+SO_PEERCRED, SCM_RIGHTS in and out, the authentication timeout and the
+per-user connection quotas (their effective values are the bus's ``limits``). Per loop iteration it reads what is ready, lets the
 bus route every complete message, then writes each peer's queue with one
 gathered ``sendmsg`` (a new one only where a message carries fds, so that the
 fds reach the receiver with their own message's first byte).
@@ -34,12 +34,6 @@ READ_SIZE = 256 * 1024  # one read per ready peer per iteration; big enough to b
 # also moved the heap's top (brk) twice: 15 us per small read against 4 us.
 ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_UNIX_FDS_PER_MESSAGE * 4)
 IOV_MAX = 1024  # Linux UIO_MAXIOV
-AUTH_TIMEOUT = 30.0  # seconds; dbus-daemon's system bus uses 30 s too
-MAX_INCOMPLETE_CONNECTIONS = 1024  # all users together (dbus-daemon: 64, shared by all)
-# Per user, so that one user's flood of never-authenticating connections cannot
-# lock everyone else out, which dbus-daemon's single shared limit allows.
-MAX_INCOMPLETE_PER_USER = 32
-MAX_CONNECTIONS_PER_USER = 2048  # dbus-daemon's max_completed_connections
 ACCEPTS_PER_WAKEUP = 64
 TICK_INTERVAL = 1.0  # seconds: authentication timeouts and supervisor checks
 TRIM_AFTER_CONNECTIONS = 64  # after a flood of at least this many halves, trim the heap
@@ -128,7 +122,9 @@ class Server:
         sock.setblocking(False)
         conn = Connection(sock, peer)
         if peer.state is PeerState.AUTH:
-            conn.deadline = self.clock() + AUTH_TIMEOUT
+            # (after a reload that shortened auth_timeout the deadlines are briefly out of
+            # order: _expire_auth then ends a new connection at most one old timeout late)
+            conn.deadline = self.clock() + self.bus.limits.auth_timeout
             self.authenticating[conn] = None
             self.incomplete_by_uid[peer.uid] = self.incomplete_by_uid.get(peer.uid, 0) + 1
         self.conns_by_uid[peer.uid] = self.conns_by_uid.get(peer.uid, 0) + 1
@@ -257,13 +253,14 @@ class Server:
 
     def _over_quota(self, uid: int) -> str:
         """Why a new connection of ``uid`` must be refused, or '' to accept it."""
-        if len(self.authenticating) >= MAX_INCOMPLETE_CONNECTIONS:
+        limits = self.bus.limits
+        if len(self.authenticating) >= limits.max_incomplete_connections:
             return "refused_incomplete_total"
         if uid in (0, self.bus.uid):
             return ""  # the quotas protect users from each other; root owns the bus anyway
-        if self.incomplete_by_uid.get(uid, 0) >= MAX_INCOMPLETE_PER_USER:
+        if self.incomplete_by_uid.get(uid, 0) >= limits.max_incomplete_per_user:
             return "refused_incomplete_user"
-        if self.conns_by_uid.get(uid, 0) >= MAX_CONNECTIONS_PER_USER:
+        if self.conns_by_uid.get(uid, 0) >= limits.max_connections_per_user:
             return "refused_connections_user"
         return ""
 
@@ -348,6 +345,7 @@ class Server:
         if reply:
             peer.outq.append(OutFrame([reply], None, len(reply)))
             peer.out_bytes += len(reply)
+            peer.user.out_bytes += len(reply)
             self._flush(conn)
         if conn.sock.fileno() < 0 or peer.id not in self.by_peer:
             return b""
@@ -367,7 +365,8 @@ class Server:
                 break
             expired.append(conn)
         for conn in expired:
-            self.disconnect(conn, f"authentication not completed in {AUTH_TIMEOUT:.0f} s")
+            self.disconnect(conn, "authentication not completed in "
+                            f"{self.bus.limits.auth_timeout:g} s")
 
     def _flush(self, conn: Connection) -> None:
         peer = conn.peer
@@ -385,6 +384,7 @@ class Server:
                 self.disconnect(conn, f"write failed: {exc.strerror}")
                 return
             peer.out_bytes -= sent
+            peer.user.out_bytes -= sent  # (inline: the bus's per-user sum, on the hot path)
             if sent == frame.size:
                 queue.clear()
                 if conn.events != _IN:
@@ -418,8 +418,10 @@ class Server:
                 return
             if first.fds is not None:
                 peer.out_fds -= len(first.fds.fds)
+                peer.user.out_fds -= len(first.fds.fds)
                 self._release(first)
             peer.out_bytes -= sent
+            peer.user.out_bytes -= sent
             done = _consume(queue, sent)
             if queue and done < count:
                 self._want_write(conn, True)

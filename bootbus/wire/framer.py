@@ -1,7 +1,8 @@
 """The incremental framer: bytes and fds in, parsed messages out.
 
-Owns: cutting a byte stream into frames, the 128 MiB bound (checked from the
-first 16 bytes, before anything is buffered beyond them), validating each
+Owns: cutting a byte stream into frames, the 128 MiB bound or a lower
+configured one (checked from the first 16 bytes, before anything is buffered
+beyond them), validating each
 header and body, and handing each message the fds its UNIX_FDS field
 announces. Its buffer and fd queue are plain
 data so a snapshot can carry a half-read message across re-exec. Never reads a
@@ -10,7 +11,7 @@ socket and never closes an fd: fds it rejects are returned to the caller.
 
 from .errors import FramingError, MarshalError, SignatureError
 from .marshal import check_simple_body
-from .limits import FIXED_HEADER_SIZE, MAX_UNIX_FDS_PER_MESSAGE
+from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
 from .message import Message, frame_size, parse
 
 MAX_QUEUED_FDS = 4 * MAX_UNIX_FDS_PER_MESSAGE  # fds received ahead of the message that uses them
@@ -36,12 +37,15 @@ class Framer:
     the messages completed before the violation are still returned.
     """
 
-    __slots__ = ("buf", "fds", "error")
+    __slots__ = ("buf", "fds", "error", "max_size", "max_fds")
 
     def __init__(self, buf: bytes = b"", fds: list[int] | None = None) -> None:
         self.buf = bytearray(buf)
         self.fds: list[int] = list(fds or ())  # a list: a deque costs 600 bytes per peer
         self.error: FramingError | None = None
+        # a configuration may lower these (max_message_size, max_message_unix_fds)
+        self.max_size = MAX_MESSAGE_SIZE
+        self.max_fds = MAX_UNIX_FDS_PER_MESSAGE
 
     def feed(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> list[Message]:
         if self.error is not None:
@@ -62,6 +66,9 @@ class Framer:
                 raise FramingError(f"more than {MAX_QUEUED_FDS} fds queued without a message")
             while available - pos >= FIXED_HEADER_SIZE:
                 size = frame_size(view, pos)
+                if size > self.max_size:
+                    raise FramingError(f"message of {size} bytes exceeds the configured "
+                                       f"maximum of {self.max_size}")
                 if available - pos < size:
                     break
                 if pos == 0 and size == available and view is data:
@@ -85,9 +92,8 @@ class Framer:
 
     def _attach_fds(self, msg: Message) -> None:
         count = msg.unix_fds
-        if count > MAX_UNIX_FDS_PER_MESSAGE:
-            raise FramingError(f"message announces {count} fds, more than "
-                               f"{MAX_UNIX_FDS_PER_MESSAGE}")
+        if count > self.max_fds:
+            raise FramingError(f"message announces {count} fds, more than {self.max_fds}")
         if count > len(self.fds):
             raise FramingError(f"message announces {count} fds but {len(self.fds)} arrived")
         msg.fds = self.fds[:count]

@@ -109,9 +109,12 @@ class Client:
             (msg,) = framer.feed(data, fds)
             assert framer.pending == 0 and framer.fds == []
             self.inbox.append(msg)
-        self.peer.outq.clear()
-        self.peer.out_bytes = 0
-        self.bus.dirty.discard(self.peer)
+        peer = self.peer
+        peer.outq.clear()
+        peer.user.out_bytes -= peer.out_bytes  # as the io layer does when it writes
+        peer.user.out_fds -= peer.out_fds
+        peer.out_bytes = peer.out_fds = 0
+        self.bus.dirty.discard(peer)
 
 
 def connect(bus: Bus, uid: int = 1000, pid: int = 4242, unix_fd: bool = False,

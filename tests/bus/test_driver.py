@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from bootbus.bus import driver
 from bootbus.bus import names as nm
 from bootbus.bus.match import MAX_RULE_LENGTH
 from bootbus.bus.peer import Peer
@@ -309,18 +308,20 @@ def test_reload_config_failure_is_reported() -> None:
 
 # -- limits, hooks and the less common answers ---------------------------------------
 
-def test_names_per_peer_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver, "MAX_NAMES_PER_PEER", 2)
-    a = connect(new_bus())
+def test_names_per_peer_are_bounded() -> None:
+    bus = new_bus()
+    bus.limits.max_names = 2
+    a = connect(bus)
     assert ok(a, "RequestName", "su", ("com.example.A", 0)) == [nm.PRIMARY_OWNER]
     assert ok(a, "RequestName", "su", ("com.example.B", 0)) == [nm.PRIMARY_OWNER]
     assert fails(a, "RequestName", "su", ("com.example.C", 0))[0] == E + "LimitsExceeded"
     assert ok(a, "RequestName", "su", ("com.example.A", 0)) == [nm.ALREADY_OWNER]
 
 
-def test_match_rules_per_peer_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver, "MAX_MATCH_RULES_PER_PEER", 2)
-    a = connect(new_bus())
+def test_match_rules_per_peer_are_bounded() -> None:
+    bus = new_bus()
+    bus.limits.max_match_rules = 2
+    a = connect(bus)
     ok(a, "AddMatch", "s", ("type='signal'",))
     ok(a, "AddMatch", "s", ("type='error'",))
     assert fails(a, "AddMatch", "s", ("type='method_call'",))[0] == E + "LimitsExceeded"

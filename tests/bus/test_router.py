@@ -503,9 +503,9 @@ def test_a_peer_that_does_not_read_is_doomed_by_signals_it_asked_for() -> None:
     assert a.peer not in bus.doomed
 
 
-def test_pending_replies_are_bounded_per_caller(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(router, "MAX_PENDING_REPLIES_PER_PEER", 3)
+def test_pending_replies_are_bounded_per_caller() -> None:
     bus = new_bus()
+    bus.limits.max_replies = 3
     a, b = connect(bus), connect(bus)
     for _ in range(3):
         a.call(b.unique_name, "Frob")

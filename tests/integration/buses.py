@@ -98,13 +98,15 @@ class Bus:
             )
 
 
-def _command(kind: str, tmpdir: Path, socket_path: str) -> list[str]:
+def _command(kind: str, tmpdir: Path, socket_path: str,
+             extra: tuple[str, ...] = ()) -> list[str]:
     if kind == "bootbus":
         return [
             PYTHON, "-m", "bootbus",
             "--address", f"unix:path={socket_path}",
             "--print-address",
             "--runtime-dir", str(tmpdir / "rt"),
+            *extra,
         ]
     config = tmpdir / "bus.conf"
     config.write_text(DBUS_DAEMON_CONFIG.format(socket=socket_path))
@@ -136,8 +138,10 @@ def _drain(stream: IO[bytes], sink: list[bytes]) -> None:
             sink.append(chunk)
 
 
-def start_bus(kind: str) -> Bus:
-    """Start a fresh daemon of the given kind; return once it accepts connections."""
+def start_bus(kind: str, extra_args: tuple[str, ...] = ()) -> Bus:
+    """Start a fresh daemon of the given kind; return once it accepts connections.
+
+    ``extra_args`` go to bootbus's command line (e.g. ``--config FILE``)."""
     tmpdir = Path(tempfile.mkdtemp(prefix="bb-it-"))  # short: sun_path is 108 bytes
     socket_path = str(tmpdir / "sock")
     stderr_path = tmpdir / "stderr.log"
@@ -146,7 +150,7 @@ def start_bus(kind: str) -> Bus:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(
-            _command(kind, tmpdir, socket_path),
+            _command(kind, tmpdir, socket_path, extra_args),
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
             env=env,
         )

@@ -269,3 +269,17 @@ def test_refused_when_fds_not_inherited() -> None:
                     if "refused" in x)
         assert "was not inherited" in line
         _serves_new_clients(daemon)
+
+
+@pytest.mark.parametrize("path", [V10, V11, V12], ids=["v1.0", "v1.1", "v1.2"])
+def test_per_user_usage_is_rebuilt_not_stored(path: Any) -> None:
+    """The per-uid sums behind the per-user quotas are derived from the restored peers."""
+    from bus.test_user_quotas import recount
+
+    bus = snapshot.decode(path.read_bytes()).bus
+    assert {uid: u.totals() for uid, u in bus.users.items()} == recount(bus)
+    assert sum(u.matches for u in bus.users.values()) >= 1  # the fixture has some of each
+    assert sum(u.names for u in bus.users.values()) >= 1
+    assert sum(u.replies for u in bus.users.values()) == 1
+    assert sum(u.out_fds for u in bus.users.values()) == 1
+    assert all(p.user is bus.users[p.uid] for p in bus.peers.values())
