@@ -139,12 +139,13 @@ DEVICE_ENUMERATION_WAIT_S = 10.0
 
 
 def _wait_for_device_enumeration(bus: Bus) -> None:
-    """The daemon enumerates devices in a background thread once it serves; the
-    baseline is taken after that, or the thread's memory would count as an attack's."""
+    """The daemon loads the device monitor shortly after it serves and enumerates in a
+    background thread; the baseline is taken after that (or after it found no usable
+    monitor), or the monitor's fd and the thread's memory would count as an attack's."""
     deadline = time.monotonic() + DEVICE_ENUMERATION_WAIT_S
     while True:
         log = bus.stderr_path.read_text(errors="replace")
-        if "device monitor listening" not in log or "devices enumerated:" in log:
+        if "devices enumerated:" in log or "no device monitor" in log:
             return
         assert time.monotonic() < deadline, "the daemon did not finish enumerating devices"
         time.sleep(0.02)
