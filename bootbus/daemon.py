@@ -23,7 +23,7 @@ from .bus.router import Bus
 from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
 from .io.server import Server
-from .io.supervisor import Supervisor
+from .io.supervisor import PHASE_INITRAMFS, Supervisor
 from .io.services import SERVICE, InterfaceRouter
 from .io.telemetry import LOG_IFACE, Telemetry
 from .state import snapshot
@@ -340,7 +340,9 @@ def run(config: Config) -> int:
     supervisor.on_exec_failed.append(telemetry.exec_failed)
     services = InterfaceRouter(bus.services[SERVICE])  # the supervisor answers the rest
     services.register(LOG_IFACE, telemetry.handle_log)
-    if restoring:  # imported already; a device waiter in the snapshot needs it attached
+    if restoring or supervisor.phase == PHASE_INITRAMFS:
+        # restoring: imported already, and a device waiter in the snapshot needs it.
+        # In the initramfs: switch_root may delete the files of a later import.
         from .io import devices
         supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,
                                                              telemetry.step))
@@ -405,7 +407,11 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
             return
         loaded = True
         del services.interfaces[DEVICES_IFACE]
-        from .io import devices
+        try:
+            from .io import devices
+        except (ImportError, OSError) as exc:  # e.g. our files deleted under us
+            log(3, f"device monitor not loaded, {DEVICES_IFACE} not served: {exc}")
+            return
         supervisor.attach(devices.COMPONENT, devices.install(
             supervisor.bus, server, services.register, log))
 

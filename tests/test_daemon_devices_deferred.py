@@ -8,6 +8,7 @@ at once and is answered by it, not refused.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -97,3 +98,19 @@ def test_an_early_call_loads_the_monitor_and_is_answered(parts: tuple) -> None: 
     reply = m.parse(b"".join(bytes(b) for b in frame.bufs))
     assert reply.type == m.METHOD_RETURN and reply.reply_serial == 7
     assert reply.args()[0]["DEVPATH"] == devpath  # its udev properties
+
+
+def test_a_failed_import_is_logged_and_the_bus_serves_on(
+        parts: tuple, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    """A root deleted under us (switch_root) makes the late import fail: log, go on."""
+    bus, server, services, supervisor, clock = parts
+    logged: list[tuple[int, str]] = []
+    daemon._defer_devices(server, services, supervisor,  # noqa: SLF001
+                          lambda priority, text, **_f: logged.append((priority, text)))
+    monkeypatch.setitem(sys.modules, "bootbus.io.devices", None)  # import raises ImportError
+    monkeypatch.delattr("bootbus.io.devices", raising=False)
+    clock.now += daemon.DEVICES_LOAD_DELAY
+    _run_timers(server)
+    assert devices.COMPONENT not in supervisor.components
+    assert devices.IFACE not in services.interfaces  # the fallback answers it now
+    assert logged and logged[0][0] == 3 and "device monitor not loaded" in logged[0][1]
