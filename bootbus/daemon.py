@@ -338,6 +338,7 @@ def run(config: Config) -> int:
     supervisor.log = telemetry.step
     supervisor.on_before_exec.append(telemetry.before_exec)
     supervisor.on_exec_failed.append(telemetry.exec_failed)
+    supervisor.before_leaving.append(telemetry.flush_echo)
     services = InterfaceRouter(bus.services[SERVICE])  # the supervisor answers the rest
     services.register(LOG_IFACE, telemetry.handle_log)
     if restoring or supervisor.phase == PHASE_INITRAMFS:
@@ -383,6 +384,7 @@ def run(config: Config) -> int:
             server.run()
     finally:
         if supervisor.twin is not None:
+            telemetry.flush_echo()
             os._exit(0)  # a twin told to stop: the new image owns the bus, its paths and name
         telemetry.stopping()
         server.close()

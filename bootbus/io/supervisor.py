@@ -122,6 +122,9 @@ class Supervisor:
     on_before_exec: list[Callable[[], None]] = field(default_factory=list)
     # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
     on_exec_failed: list[Callable[[str], None]] = field(default_factory=list)
+    # just before this image execs, or a twin exits after the handover: write out
+    # what is buffered (the echo of the log on stderr)
+    before_leaving: list[Callable[[], None]] = field(default_factory=list)
     components: dict[str, Component] = field(default_factory=dict)
     # records of the previous image for components not attached (yet): by component name
     _unclaimed: dict[str, list[ComponentRecord]] = field(default_factory=dict)
@@ -492,6 +495,8 @@ class Supervisor:
         data, fds = self._snapshot(t0, "re-executing")
         memfd = reexec.write_memfd(data)
         target.argv[target.argv.index("--restore-fd") + 1] = str(memfd)
+        for hook in self.before_leaving:
+            hook()
         error = reexec.execute(target, fds + [memfd])
         os.close(memfd)
         return error
@@ -531,6 +536,8 @@ class Supervisor:
         except OSError as exc:
             self.log(2, f"handover to the new image failed ({exc}); it serves new clients "
                      "only", REASON=str(exc))
+        for hook in self.before_leaving:
+            hook()
         os._exit(0)  # the new image has every fd; nothing here may run again
 
     def _orphaned(self) -> None:
