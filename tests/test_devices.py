@@ -343,7 +343,7 @@ def test_the_monitor_follows_udevd_from_its_first_event() -> None:
     kernel, udev = FakeMonitor(), FakeMonitor()
     logged: list[str] = []
     devices = Devices(bus, server, lambda _p, text, **_f: logged.append(text),
-                      monitor=kernel, source="kernel", udev_monitor=udev)  # type: ignore[arg-type]
+                      monitor=kernel, source="kernel", udev_monitor=udev)
     bus.services[SERVICE] = devices.handle
     try:
         assert {kernel.rfd, udev.rfd} <= server.extra.keys()

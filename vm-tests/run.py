@@ -503,10 +503,13 @@ def check_root_wait(result: Boot) -> list[str]:
     wait = one(result, "root-rootwait", problems)
     if wait and wait.get("ok") != "1":
         problems.append(f"the step log could not be read in the real root: {wait.get('error')}")
+    elif wait and wait.get("answers", "0") == "0":
+        problems.append("the daemon answered no WaitForDevice for DEVNAME=/dev/vda before "
+                        f"the pivot: the root wait did not go through the bus ({wait})")
     elif wait:
-        if wait.get("answers", "0") == "0":
-            problems.append("the daemon answered no WaitForDevice for DEVNAME=/dev/vda before "
-                            f"the pivot: the root wait did not go through the bus ({wait})")
+        log(f"     root wait: answered from the {wait.get('answered_from')} "
+            f"({wait.get('monitor')} events) at {wait.get('usec')} us, pivot at "
+            f"{wait.get('pivot_usec')} us, for root={wait.get('root')}")
         if wait.get("found", "0") == "0":
             problems.append("no record of bootbusctl wait-root finding root=/dev/vda through "
                             f"the bus before the pivot ({wait})")
