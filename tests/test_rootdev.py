@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,7 +73,7 @@ def ctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30)
 
 
-def step_log(runtime_dir: Path) -> list[dict[str, object]]:
+def step_log(runtime_dir: Path) -> list[dict[str, Any]]:
     out = subprocess.run([PYTHON, "-m", "bootbus.ctl", "--runtime-dir", str(runtime_dir), "log",
                           "--json"], cwd=REPO, capture_output=True, text=True, check=True)
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -93,14 +94,13 @@ def test_wait_root_finds_a_present_device_through_the_bus(daemon: tuple[str, Pat
     assert devpath.endswith(f"/{name}") and os.path.exists(f"/sys{devpath}")
     records = step_log(runtime_dir)
     # the daemon's own record of the answer, and the client's record naming the root
-    bus_side = [r for r in records if "device wait answered" in str(r["message"])
-                and r["fields"]["DEVNAME"] == f"/dev/{name}"]  # type: ignore[index]
-    assert bus_side and bus_side[-1]["fields"]["DEVPATH"] == devpath  # type: ignore[index]
-    client_side = [r for r in records if r["fields"].get("BOOTBUS_ROOT")  # type: ignore[attr-defined]
-                   == f"block:/dev/{name}"]
+    bus_side = [r for r in records if "device wait answered" in r["message"]
+                and r["fields"]["DEVNAME"] == f"/dev/{name}"]
+    assert bus_side and bus_side[-1]["fields"]["DEVPATH"] == devpath
+    client_side = [r for r in records if r["fields"].get("BOOTBUS_ROOT") == f"block:/dev/{name}"]
     assert len(client_side) == 1 and client_side[0]["priority"] == 6
-    assert "found through the bus" in str(client_side[0]["message"])
-    assert client_side[0]["fields"]["DEVPATH"] == devpath  # type: ignore[index]
+    assert "found through the bus" in client_side[0]["message"]
+    assert client_side[0]["fields"]["DEVPATH"] == devpath
 
 
 def test_wait_root_times_out_with_exit_4_and_a_warning(daemon: tuple[str, Path]) -> None:
@@ -109,7 +109,7 @@ def test_wait_root_times_out_with_exit_4_and_a_warning(daemon: tuple[str, Path])
     assert done.returncode == 4
     assert "DEVLINKS=/dev/disk/by-uuid/bootbus-no-such-uuid" in done.stderr
     warned = [r for r in step_log(runtime_dir)
-              if r["fields"].get("BOOTBUS_ROOT") == "UUID=bootbus-no-such-uuid"]  # type: ignore[attr-defined]
+              if r["fields"].get("BOOTBUS_ROOT") == "UUID=bootbus-no-such-uuid"]
     assert [r["priority"] for r in warned] == [4]
 
 
