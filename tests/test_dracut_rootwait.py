@@ -36,7 +36,8 @@ exit "$CTL_RC"
 
 
 def run(tmp_path: Path, cmdline: str, rc: int = 0, bus: bool = True,
-        done: str | None = None, entry: Path = SCRIPT) -> tuple[int, str, list[str], str | None]:
+        done: str | None = None, entry: Path = SCRIPT, twice: bool = False,
+        setup_more: str = "") -> tuple[int, str, list[str], str | None]:
     """Exit code, output, the bootbusctl calls and the state file's content afterwards."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -52,7 +53,16 @@ def run(tmp_path: Path, cmdline: str, rc: int = 0, bus: bool = True,
         setup.append(": > /run/bootbus/initrd-bus")
     if done is not None:
         setup.append(f"echo {done} > /run/bootbus/rootwait")
-    inner = (" && ".join(setup) + f" && (. {tmp_path}/lib.sh; . {entry}); echo RC=$?;"
+    if setup_more:
+        setup.append(setup_more)
+    # a background waiter (the hook's) has finished once the bootbusctl stub's one
+    # call is over: wait for its record (at most 10 s) before reading it
+    settle = ("for _i in $(seq 100); do [ -e /run/bootbus/rootwait ] && break; "
+              "[ -e /run/bootbus/rootwait.since ] || break; sleep 0.1; done;")
+    # a second round of dracut's main loop: sourced in a subshell, as check_finished does
+    again = f"(. {tmp_path}/lib.sh; . {entry}); echo AGAIN=$?;" if twice else ""
+    inner = (" && ".join(setup) + f" && (. {tmp_path}/lib.sh; . {entry}); echo RC=$?; "
+             + settle + again +
              " cat /run/bootbus/rootwait 2>/dev/null | sed 's/^/STATE /'")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CMDLINE": cmdline, "CTL_RC": str(rc),
            "CTL_CALLS": str(calls)}
@@ -86,9 +96,9 @@ def test_a_timeout_or_failure_is_said_and_the_boot_goes_on(tmp_path: Path, rc: i
     assert said in out
 
 
-def test_without_a_serving_bus_nothing_is_asked_nor_recorded(tmp_path: Path) -> None:
+def test_without_a_serving_bus_nothing_is_asked(tmp_path: Path) -> None:
     code, _out, calls, state = run(tmp_path, "root=/dev/vda", bus=False)
-    assert (code, calls, state) == (0, [], None)
+    assert (code, calls, state) == (0, [], "no-bus")  # recorded: the hook waits no more
 
 
 def test_once_per_boot_and_off_with_zero(tmp_path: Path) -> None:
@@ -99,8 +109,25 @@ def test_once_per_boot_and_off_with_zero(tmp_path: Path) -> None:
     assert "rd.bootbus.rootwait=0" in out
 
 
-def test_the_finished_hook_is_true_even_when_the_wait_fails(tmp_path: Path) -> None:
-    code, _out, calls, state = run(tmp_path, "root=/dev/vda", rc=4, entry=HOOK)
-    assert code == 0 and state == "4" and len(calls) == 1
+def test_the_finished_hook_waits_in_the_background_until_the_bus_answers(
+        tmp_path: Path) -> None:
+    """The first round starts the waiter and is not finished; the loop goes on."""
+    code, out, calls, state = run(tmp_path, "root=/dev/vda", rc=4, entry=HOOK,
+                                  twice=True)
+    assert code == 1  # not finished: dracut's main loop runs its jobs meanwhile
+    assert len(calls) == 1 and state == "4"  # the waiter asked the bus and recorded it
+    assert "AGAIN=0" in out  # answered (here: timed out): finished, dracut decides
+
+
+def test_the_finished_hook_is_true_once_answered_or_without_a_bus(tmp_path: Path) -> None:
     code, _out, calls, _state = run(tmp_path, "root=/dev/vda", done="4", entry=HOOK)
     assert code == 0 and calls == []  # already waited: the hook does not run it again
+    code, _out, calls, state = run(tmp_path, "root=/dev/vda", bus=False, entry=HOOK)
+    assert (code, calls, state) == (0, [], None)
+
+
+def test_the_finished_hook_gives_up_on_a_waiter_that_never_reports(tmp_path: Path) -> None:
+    code, _out, calls, _state = run(
+        tmp_path, "root=/dev/vda rd.bootbus.rootwait=5", entry=HOOK,
+        setup_more="echo 0 > /run/bootbus/rootwait.since")  # started at boot, long ago
+    assert code == 0 and calls == []

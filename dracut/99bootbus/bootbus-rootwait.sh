@@ -1,7 +1,7 @@
 #!/bin/sh
 # Waits for the root block device through the bus, once per boot: dracut's
-# shell init runs it from an initqueue/finished hook, its systemd flavour from
-# bootbus-rootwait.service. `bootbusctl wait-root` asks org.bootbus.Devices1
+# shell init starts it in the background from an initqueue/finished hook, its
+# systemd flavour runs it from bootbus-rootwait.service. `bootbusctl wait-root` asks org.bootbus.Devices1
 # for the device root= names (answered by the bus's device monitor, at once
 # if it is there) and logs the answer in the step log. Always exits 0: when
 # the bus is not serving, times out or fails, dracut's or systemd's own wait
@@ -11,8 +11,12 @@ type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
 
 BOOTBUS_ROOTWAIT_DONE=/run/bootbus/rootwait
 [ -e "$BOOTBUS_ROOTWAIT_DONE" ] && exit 0
-# Not serving: nothing to ask (and nothing recorded, so nothing to skip later).
-[ -e /run/bootbus/initrd-bus ] || exit 0
+# Not serving: nothing to ask; recorded, so that the shell init's finished hook
+# does not wait for an answer that cannot come.
+if [ ! -e /run/bootbus/initrd-bus ]; then
+    echo no-bus > "$BOOTBUS_ROOTWAIT_DONE"
+    exit 0
+fi
 
 _bootbus_timeout=$(getarg rd.bootbus.rootwait=)
 _bootbus_timeout=${_bootbus_timeout:-30}
