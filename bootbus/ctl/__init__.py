@@ -33,21 +33,21 @@ from typing import IO, Any
 
 import click
 
-from .client import BUS, BUS_PATH, READ_SIZE, CallError, Client
-from .daemon import default_runtime_dir
-from .io.steplog import (LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_WARNING, PRIORITY_NAMES,
-                         STEPLOG_FILENAME, LogTail, Record, RecordFilter, read_records,
-                         steplog_path)
-from .io.summary import (SUMMARY_FILENAME, Summary, SummaryError, SummaryView, read_summary,
-                         summary_path)
-from .rootdev import root_filter
-from .wire import message as m
-from .wire import names as wire_names
-from .wire.address import parse_addresses
-from .wire.errors import AddressError, MarshalError, SignatureError
-from .wire.limits import MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
-from .wire.marshal import marshal
-from .wire.signature import split_signature
+from ..client import BUS, BUS_PATH, READ_SIZE, CallError, Client
+from ..daemon import default_runtime_dir
+from ..io.steplog import (LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_WARNING, PRIORITY_NAMES,
+                          STEPLOG_FILENAME, LogTail, Record, RecordFilter, read_records,
+                          steplog_path)
+from ..io.summary import (SUMMARY_FILENAME, Summary, SummaryError, SummaryView, read_summary,
+                          summary_path)
+from ..rootdev import root_filter
+from ..wire import message as m
+from ..wire import names as wire_names
+from ..wire.address import parse_addresses
+from ..wire.errors import AddressError, MarshalError, SignatureError
+from ..wire.limits import MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
+from ..wire.marshal import marshal
+from ..wire.signature import split_signature
 
 SERVICE = "org.bootbus"
 PATH = "/org/bootbus/Supervisor1"
@@ -1590,7 +1590,3 @@ def _log_through_bus(live: Live, priority: int, text: str, fields: dict[str, str
         live.call(SERVICE, LOG_PATH, LOG_IFACE, "Log", "ysa{ss}", (priority, text, fields))
     except BusFailure as exc:
         click.echo(f"bootbusctl: could not log through the bus: {exc}", err=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
