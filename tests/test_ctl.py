@@ -472,7 +472,7 @@ def test_neither_flag_tries_live_then_the_files(tmp_path: Path,
     """No flags: the bus at RUNTIME_DIR/bus, and after kill -9 that directory's files."""
     monkeypatch.delenv("BOOTBUS_ADDRESS", raising=False)
     auto = start_daemon(tmp_path, default_address=True)
-    monkeypatch.setattr("bootbus.ctl.default_runtime_dir", lambda: str(auto.runtime_dir))
+    monkeypatch.setattr("bootbus.ctl.sources.default_runtime_dir", lambda: str(auto.runtime_dir))
     try:
         with Client(auto.address) as peer:
             assert request_name(peer, "org.example.Auto") == 1

@@ -10,8 +10,8 @@ import struct
 import click
 import pytest
 
-from bootbus.ctl import (PcapWriter, _plain, format_message, message_dict, parse_args,
-                         parse_priority, parse_since)
+from bootbus.ctl import (PcapWriter, format_message, message_dict, parse_args, parse_priority,
+                         parse_since, plain)
 from bootbus.wire import message as m
 from bootbus.wire.marshal import marshal
 
@@ -84,10 +84,10 @@ def test_priority_by_name_or_number() -> None:
 
 
 def test_plain_turns_dbus_values_into_json() -> None:
-    assert _plain([("s", "x"), ("ai", [1]), b"\x00\xff", (1, "two"), {1: ("b", True)}]) == [
+    assert plain([("s", "x"), ("ai", [1]), b"\x00\xff", (1, "two"), {1: ("b", True)}]) == [
         {"type": "s", "data": "x"}, {"type": "ai", "data": [1]}, [0, 255], [1, "two"],
         {"1": {"type": "b", "data": True}}]
-    assert _plain(("not a signature(", 1)) == ["not a signature(", 1]  # a struct, not a variant
+    assert plain(("not a signature(", 1)) == ["not a signature(", 1]  # a struct, not a variant
 
 
 def test_message_line_and_pcap_record() -> None:
