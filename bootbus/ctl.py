@@ -37,6 +37,7 @@ from .client import BUS, BUS_PATH, READ_SIZE, CallError, Client
 from .daemon import default_runtime_dir
 from .io.steplog import (LOG_DEBUG, LOG_ERR, PRIORITY_NAMES, STEPLOG_FILENAME, LogTail,
                          Record, RecordFilter, read_records, steplog_path)
+from .plain import Fields, as_dict
 from .io.summary import (SUMMARY_FILENAME, Summary, SummaryError, SummaryView, read_summary,
                          summary_path)
 from .wire import message as m
@@ -369,6 +370,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (bytes, bytearray, memoryview)):
         return list(bytes(value))
+    if isinstance(value, Fields):  # bootbus's record classes (no dataclasses: import cost)
+        return _plain(as_dict(value))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _plain(dataclasses.asdict(value))
     return value

@@ -28,13 +28,13 @@ import shlex
 import signal
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
 from ..bus.peer import Peer, PeerState
 # the defaults; the effective values are the bus's limits (a configuration's
 # service_start_timeout and max_pending_service_starts)
 from ..bus.quota import ACTIVATION_TIMEOUT, MAX_PENDING_ACTIVATIONS
 from ..bus.router import Bus, PeerError
+from ..plain import FrozenFields
 from ..wire import message as m
 from ..state.snapshot import ComponentRecord
 from .notify import NOTIFY_ENVIRONMENT
@@ -70,13 +70,23 @@ class ServiceFileError(ValueError):
     """A .service file that cannot describe an activatable service."""
 
 
-@dataclass(frozen=True)
-class ServiceFile:
+class ServiceFile(FrozenFields):
+    __slots__ = _fields = ("name", "exec", "path", "user", "systemd_service")
+
     name: str
     exec: str
     path: str
-    user: str = ""
-    systemd_service: str = ""
+    user: str
+    systemd_service: str
+
+    def __init__(self, name: str, exec: str, path: str, user: str = "",
+                 systemd_service: str = "") -> None:
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "exec", exec)
+        init(self, "path", path)
+        init(self, "user", user)
+        init(self, "systemd_service", systemd_service)
 
     def argv(self) -> list[str]:
         try:
@@ -135,19 +145,21 @@ def load_service_dirs(dirs: Iterable[str], log: Logger) -> dict[str, ServiceFile
     return services
 
 
-@dataclass(eq=False)
 class Child:
-    name: str
-    pid: int
-    pidfd: int
-    output: int
-    proc: "subprocess.Popen[bytes] | None" = None  # None once restored after a re-exec
-    returncode: int | None = None
-    partial: bytes = b""
-    owned: bool = False
-    # the process that may reap it: a twin serving during a handover (see
-    # bootbus.io.reexec) is not the parent of the children it inherited
-    parent: int = field(default_factory=os.getpid)
+    def __init__(self, name: str, pid: int, pidfd: int, output: int,
+                 proc: "subprocess.Popen[bytes] | None" = None, returncode: int | None = None,
+                 partial: bytes = b"", owned: bool = False, parent: int | None = None) -> None:
+        self.name = name
+        self.pid = pid
+        self.pidfd = pidfd
+        self.output = output
+        self.proc = proc  # None once restored after a re-exec
+        self.returncode = returncode
+        self.partial = partial
+        self.owned = owned
+        # the process that may reap it: a twin serving during a handover (see
+        # bootbus.io.reexec) is not the parent of the children it inherited
+        self.parent = os.getpid() if parent is None else parent
 
     def poll(self) -> int | None:
         """Reap the child if it exited; its exit code (negative: signal), or None."""
@@ -166,13 +178,16 @@ class Child:
         return self.returncode
 
 
-@dataclass(eq=False)
 class Activation:
-    service: ServiceFile
-    deadline: float
-    starters: list[tuple[Peer, m.Message]] = field(default_factory=list)
-    queued: list[tuple[Peer, m.Message]] = field(default_factory=list)
-    child: Child | None = None
+    def __init__(self, service: ServiceFile, deadline: float,
+                 starters: list[tuple[Peer, m.Message]] | None = None,
+                 queued: list[tuple[Peer, m.Message]] | None = None,
+                 child: Child | None = None) -> None:
+        self.service = service
+        self.deadline = deadline
+        self.starters: list[tuple[Peer, m.Message]] = [] if starters is None else starters
+        self.queued: list[tuple[Peer, m.Message]] = [] if queued is None else queued
+        self.child = child
 
 
 class Activator:

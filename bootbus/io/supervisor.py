@@ -21,7 +21,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..bus.peer import Peer
@@ -90,41 +89,48 @@ def _pid1_root(proc_fd: int | None) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-@dataclass
 class Supervisor:
-    bus: Bus
-    server: Server
-    listeners: list[Listener]
-    daemon_args: list[str]
-    log: Logger = _silent
-    phase: str = field(default_factory=detect_phase)
-    generation: int = 1
-    started_at: float = field(default_factory=time.time)
-    pivots: list[dict[str, Any]] = field(default_factory=list)
-    answer_after_exec: list[tuple[int, int]] = field(default_factory=list)  # (peer id, serial)
-    prepared_root: int | None = None
-    prepared_path: str = ""
-    exec_target: reexec.ExecPlan | None = None
-    exec_phase: str = ""
-    preflight: reexec.Preflight | None = None
-    preflight_output: bytes = b""
-    pivot_path: str = ""
-    ready: bool = False  # preflight passed: exec at the end of this loop iteration
-    handover: bool = False  # the preflight said the target takes a twin handover
-    twin: reexec.Twin | None = None  # set in the twin while it serves for the new image
-    _subreaper: bool = False
-    _phase_before_exec: str = ""
-    _waiting: list[tuple[int, int]] = field(default_factory=list)
-    _preflight_deadline: float = 0.0
-    _pid1_root: tuple[int, int] | None = None
-    _proc_fd: int | None = None
-    _next_root_check: float = 0.0
-    on_before_exec: list[Callable[[], None]] = field(default_factory=list)
-    # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
-    on_exec_failed: list[Callable[[str], None]] = field(default_factory=list)
-    components: dict[str, Component] = field(default_factory=dict)
-    # records of the previous image for components not attached (yet): by component name
-    _unclaimed: dict[str, list[ComponentRecord]] = field(default_factory=dict)
+    def __init__(self, bus: Bus, server: Server, listeners: list[Listener],
+                 daemon_args: list[str], log: Logger = _silent, phase: str | None = None,
+                 generation: int = 1, started_at: float | None = None,
+                 pivots: list[dict[str, Any]] | None = None,
+                 answer_after_exec: list[tuple[int, int]] | None = None) -> None:
+        self.bus = bus
+        self.server = server
+        self.listeners = listeners
+        self.daemon_args = daemon_args
+        self.log = log
+        self.phase = detect_phase() if phase is None else phase
+        self.generation = generation
+        self.started_at = time.time() if started_at is None else started_at
+        self.pivots: list[dict[str, Any]] = [] if pivots is None else pivots
+        # (peer id, serial)
+        self.answer_after_exec: list[tuple[int, int]] = (
+            [] if answer_after_exec is None else answer_after_exec)
+        self.prepared_root: int | None = None
+        self.prepared_path = ""
+        self.exec_target: reexec.ExecPlan | None = None
+        self.exec_phase = ""
+        self.preflight: reexec.Preflight | None = None
+        self.preflight_output = b""
+        self.pivot_path = ""
+        self.ready = False  # preflight passed: exec at the end of this loop iteration
+        self.handover = False  # the preflight said the target takes a twin handover
+        # set in the twin while it serves for the new image
+        self.twin: reexec.Twin | None = None
+        self._subreaper = False
+        self._phase_before_exec = ""
+        self._waiting: list[tuple[int, int]] = []
+        self._preflight_deadline = 0.0
+        self._pid1_root: tuple[int, int] | None = None
+        self._proc_fd: int | None = None
+        self._next_root_check = 0.0
+        self.on_before_exec: list[Callable[[], None]] = []
+        # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
+        self.on_exec_failed: list[Callable[[str], None]] = []
+        self.components: dict[str, Component] = {}
+        # records of the previous image for components not attached (yet): by component name
+        self._unclaimed: dict[str, list[ComponentRecord]] = {}
 
     def install(self) -> None:
         self.bus.services[SERVICE] = self.handle
