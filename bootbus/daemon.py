@@ -14,7 +14,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from . import __version__
 from .bus import driver
@@ -42,17 +41,20 @@ def default_runtime_dir() -> str:
     return os.path.join(base, "bootbus")
 
 
-@dataclass
 class Config:
-    address: str | None
-    runtime_dir: str
-    print_address: bool = False
-    restore_fd: int | None = None
-    handover_fd: int | None = None
-    preflight: str | None = None
-    service_dirs: tuple[str, ...] = ()
-    system_activation: bool = False
-    config_file: str | None = None
+    def __init__(self, address: str | None, runtime_dir: str, print_address: bool = False,
+                 restore_fd: int | None = None, handover_fd: int | None = None,
+                 preflight: str | None = None, service_dirs: tuple[str, ...] = (),
+                 system_activation: bool = False, config_file: str | None = None) -> None:
+        self.address = address
+        self.runtime_dir = runtime_dir
+        self.print_address = print_address
+        self.restore_fd = restore_fd
+        self.handover_fd = handover_fd
+        self.preflight = preflight
+        self.service_dirs = service_dirs
+        self.system_activation = system_activation
+        self.config_file = config_file
 
     def exec_args(self) -> list[str]:
         """The flags a re-executed image gets (it adopts sockets, so no --address)."""
