@@ -200,6 +200,19 @@ def signals_stop(server: Server, bus: Bus | None = None) -> Iterator[None]:
         os.close(wfd)
 
 
+def import_deferred() -> None:
+    """What a cold start leaves until the bus serves (~3 ms its first Hello need not
+    wait for): subprocess (bus activation's spawns) and ctypes with glibc's malloc
+    tuning. Called once the bus serves, before the device monitor's thread starts,
+    and before a restore. Raises ImportError if the root was switched before then
+    (the initramfs they would come from is gone); their users then degrade: no
+    spawn, no malloc_trim, no subreaper for a twin's children."""
+    import subprocess  # noqa: F401
+
+    from .io import memory
+    memory.tune_malloc()
+
+
 def make_bus() -> Bus:
     bus = Bus(bus_id=os.urandom(16).hex(), uid=os.geteuid(), pid=os.getpid(),
               machine_id=read_machine_id())
@@ -209,6 +222,7 @@ def make_bus() -> Bus:
 
 def preflight(version: str) -> int:
     """Exit 0 if this code imports completely and can restore a snapshot of ``version``."""
+    import_deferred()
     from .state import snapshot
 
     major, _, _minor = version.partition(".")
@@ -314,6 +328,7 @@ def run(config: Config) -> int:
     if restoring:
         # imported before the restore: with a twin serving meanwhile, clients never wait
         # for these imports
+        import_deferred()
         from .io import activation, devices  # noqa: F401
         server, listeners, state = restore(config, bus)
     else:
@@ -397,7 +412,10 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
                    log: Callable[..., None]) -> None:
     """Load the device monitor once the bus serves: pyudev's import costs ~25 ms, which
     the first clients of a cold start should not wait for. A Devices1 call before then
-    loads it at once; its first enumeration covers the devices that came meanwhile."""
+    loads it at once; its first enumeration covers the devices that came meanwhile.
+    The other deferred imports (import_deferred) come first, in the same step. Should
+    the root have been switched in between (busybox's switch_root right after start),
+    the bus serves on without them; the image it pivots into loads them."""
     due = server.clock() + DEVICES_LOAD_DELAY
     loaded = False
 
@@ -407,7 +425,12 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
             return
         loaded = True
         del services.interfaces[DEVICES_IFACE]
-        from .io import devices
+        try:
+            import_deferred()
+            from .io import devices
+        except ImportError as exc:  # the root was switched before: the files are gone
+            log(3, f"device monitor not loaded: {exc}")
+            return
         supervisor.attach(devices.COMPONENT, devices.install(
             supervisor.bus, server, services.register, log))
 

@@ -295,11 +295,13 @@ class Twin:
 
 def become_subreaper() -> bool:
     """Services a twin spawned must end up our children (kept across exec)."""
-    import ctypes  # loaded already by bootbus.io.memory
     try:
+        # loaded by bootbus.io.memory.tune_malloc once the bus served; an ImportError
+        # only if the root was switched before that (its files are gone)
+        import ctypes
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return False
 
 
