@@ -412,7 +412,8 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
                    log: Callable[..., None]) -> None:
     """Load the device monitor once the bus serves: pyudev's import costs ~25 ms, which
     the first clients of a cold start should not wait for. A Devices1 call before then
-    loads it at once; its first enumeration covers the devices that came meanwhile.
+    loads it at once, and so does a re-exec asked for before then; its first
+    enumeration covers the devices that came meanwhile.
     The other deferred imports (import_deferred) come first, in the same step. Should
     the root have been switched in between (busybox's switch_root right after start),
     the bus serves on without them; the image it pivots into loads them."""
@@ -444,6 +445,8 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
 
     services.register(DEVICES_IFACE, first_call)
     server.timers.append((lambda: None if loaded else due, when_due))
+    # a re-exec before then (its preflight takes ~40 ms) must carry the devices' state
+    supervisor.on_reexec_requested.append(load)
 
 
 def _ms_since(monotonic: str) -> str:

@@ -125,6 +125,9 @@ class Supervisor:
         self._pid1_root: tuple[int, int] | None = None
         self._proc_fd: int | None = None
         self._next_root_check = 0.0
+        # a re-exec was asked for, its preflight is about to start (the daemon loads what
+        # it deferred: that image's state must cross the re-exec)
+        self.on_reexec_requested: list[Callable[[], None]] = []
         self.on_before_exec: list[Callable[[], None]] = []
         # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
         self.on_exec_failed: list[Callable[[str], None]] = []
@@ -339,6 +342,8 @@ class Supervisor:
         self.pivot_path = newroot
         self.log(6, f"re-exec requested (phase {phase}{', root ' + newroot if newroot else ''}),"
                  " running preflight", TARGET=target.interpreter)
+        for hook in self.on_reexec_requested:
+            hook()
         self.exec_target = target
         try:
             self.preflight = reexec.start_preflight(target)
