@@ -35,11 +35,13 @@ import click
 
 from .client import BUS, BUS_PATH, READ_SIZE, CallError, Client
 from .daemon import default_runtime_dir
-from .io.steplog import (LOG_DEBUG, LOG_ERR, PRIORITY_NAMES, STEPLOG_FILENAME, LogTail,
-                         Record, RecordFilter, read_records, steplog_path)
+from .io.steplog import (LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_WARNING, PRIORITY_NAMES,
+                         STEPLOG_FILENAME, LogTail, Record, RecordFilter, read_records,
+                         steplog_path)
 from .plain import Fields, as_dict
 from .io.summary import (SUMMARY_FILENAME, Summary, SummaryError, SummaryView, read_summary,
                          summary_path)
+from .rootdev import root_filter
 from .wire import message as m
 from .wire import names as wire_names
 from .wire.address import parse_addresses
@@ -1507,6 +1509,21 @@ def wait_device(ctx: click.Context, filters: tuple[str, ...], wait_timeout: floa
     wanted = parse_device_filter(filters)
     live = connect(_target(ctx))
     ctx.call_on_close(live.close)
+    found = _wait_for_device(live, wanted, wait_timeout)
+    if found is None:
+        raise DeviceNotFound(f"no device matching {' '.join(filters)} appeared within "
+                             f"{wait_timeout:g} s")
+    subsystem, sysname, devpath, props = found
+    if as_json:
+        _emit_json({**live.source(), "subsystem": subsystem, "sysname": sysname,
+                    "devpath": devpath, "properties": props})
+        return
+    click.echo(devpath)
+
+
+def _wait_for_device(live: Live, wanted: dict[str, str], wait_timeout: float
+                     ) -> tuple[str, str, str, dict[str, str]] | None:
+    """WaitForDevice: the device the bus answered with, or None at the timeout."""
     timeout_ms = min(int(wait_timeout * 1000), 0xFFFFFFFF)
     try:
         serial = live.client.call_async(SERVICE, DEVICES_PATH, DEVICES_IFACE, "WaitForDevice",
@@ -1518,16 +1535,64 @@ def wait_device(ctx: click.Context, filters: tuple[str, ...], wait_timeout: floa
     if answer.type == m.ERROR:
         text = answer.args()[0] if answer.signature.startswith("s") else ""
         if answer.error_name == DEVICE_TIMEOUT_ERROR:
-            shown = " ".join(filters)
-            raise DeviceNotFound(f"no device matching {shown} appeared within "
-                                 f"{wait_timeout:g} s")
+            return None
         raise BusFailure(f"WaitForDevice failed: {answer.error_name}: {text}")
     subsystem, sysname, devpath, props = answer.args()
-    if as_json:
-        _emit_json({**live.source(), "subsystem": subsystem, "sysname": sysname,
-                    "devpath": devpath, "properties": props})
-        return
+    return subsystem, sysname, devpath, props
+
+
+EXIT_NOT_BLOCK = 5  # wait-root: root= names no local block device (nfs:, zfs:, ...)
+LOG_PATH = "/org/bootbus/Log1"
+LOG_IFACE = "org.bootbus.Log1"
+
+
+class NotABlockRoot(click.ClickException):
+    """wait-root: nothing to wait for through the bus."""
+
+    exit_code = EXIT_NOT_BLOCK
+
+
+@main.command("wait-root")
+@click.argument("root")
+@click.option("--timeout", "wait_timeout", default=30.0, show_default=True,
+              type=click.FloatRange(0.0), help="seconds to wait for the device")
+@click.pass_context
+def wait_root(ctx: click.Context, root: str, wait_timeout: float) -> None:
+    """Wait through the bus for the block device root=ROOT names; log the answer.
+
+    ROOT is what dracut's getarg root= gives: /dev/vda, block:/dev/vda,
+    LABEL=, UUID=, PARTLABEL=, PARTUUID= or a udev symlink path. Prints the
+    devpath and logs it in the step log; exits 4 (and logs a warning) if none
+    appeared within --timeout, 5 if ROOT is no local block device.
+
+    \b
+    bootbusctl wait-root --timeout 20 "$(getarg root=)"
+    """
+    wanted = root_filter(root)
+    if wanted is None:
+        raise NotABlockRoot(f"root={root} names no block device the bus can wait for")
+    shown = " ".join(f"{key}={value}" for key, value in wanted.items())
+    live = connect(_target(ctx))
+    ctx.call_on_close(live.close)
+    found = _wait_for_device(live, wanted, wait_timeout)
+    fields = {"BOOTBUS_ROOT": root, "BOOTBUS_ROOT_FILTER": shown}
+    if found is None:
+        _log_through_bus(live, LOG_WARNING, f"root device root={root} ({shown}) not found "
+                         f"through the bus within {wait_timeout:g} s", fields)
+        raise DeviceNotFound(f"no device matching {shown} appeared within {wait_timeout:g} s")
+    _subsystem, _sysname, devpath, props = found
+    _log_through_bus(live, LOG_INFO, f"root device root={root} found through the bus: "
+                     f"{props.get('DEVNAME', '?')} ({devpath})",
+                     {**fields, "DEVPATH": devpath, "DEVNAME": props.get("DEVNAME", "")})
     click.echo(devpath)
+
+
+def _log_through_bus(live: Live, priority: int, text: str, fields: dict[str, str]) -> None:
+    """org.bootbus.Log1.Log; a refusal is shown, not fatal (the answer stands)."""
+    try:
+        live.call(SERVICE, LOG_PATH, LOG_IFACE, "Log", "ysa{ss}", (priority, text, fields))
+    except BusFailure as exc:
+        click.echo(f"bootbusctl: could not log through the bus: {exc}", err=True)
 
 
 if __name__ == "__main__":

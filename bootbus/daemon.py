@@ -22,7 +22,7 @@ from .bus.router import Bus
 from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
 from .io.server import Server
-from .io.supervisor import Supervisor
+from .io.supervisor import PHASE_INITRAMFS, Supervisor
 from .io.services import SERVICE, InterfaceRouter
 from .io.telemetry import LOG_IFACE, Telemetry
 from .state import snapshot
@@ -203,10 +203,11 @@ def signals_stop(server: Server, bus: Bus | None = None) -> Iterator[None]:
 def import_deferred() -> None:
     """What a cold start leaves until the bus serves (~3 ms its first Hello need not
     wait for): subprocess (bus activation's spawns) and ctypes with glibc's malloc
-    tuning. Called once the bus serves, before the device monitor's thread starts,
-    and before a restore. Raises ImportError if the root was switched before then
-    (the initramfs they would come from is gone); their users then degrade: no
-    spawn, no malloc_trim, no subreaper for a twin's children."""
+    tuning. Called with the device monitor's import, before its thread starts: once
+    the bus serves, at once in the initramfs (a switch_root may delete their files
+    later) and before a restore. Raises ImportError if the files are gone; their
+    users then degrade: no spawn, no malloc_trim, no subreaper for a twin's
+    children."""
     import subprocess  # noqa: F401
 
     from .io import memory
@@ -355,9 +356,13 @@ def run(config: Config) -> int:
     supervisor.log = telemetry.step
     supervisor.on_before_exec.append(telemetry.before_exec)
     supervisor.on_exec_failed.append(telemetry.exec_failed)
+    supervisor.before_leaving.append(telemetry.flush_echo)
     services = InterfaceRouter(bus.services[SERVICE])  # the supervisor answers the rest
     services.register(LOG_IFACE, telemetry.handle_log)
-    if restoring:  # imported already; a device waiter in the snapshot needs it attached
+    if restoring or supervisor.phase == PHASE_INITRAMFS:
+        # restoring: imported already, and a device waiter in the snapshot needs it.
+        # In the initramfs: switch_root may delete the files of a later import.
+        import_deferred()
         from .io import devices
         supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,
                                                              telemetry.step))
@@ -398,6 +403,7 @@ def run(config: Config) -> int:
             server.run()
     finally:
         if supervisor.twin is not None:
+            telemetry.flush_echo()
             os._exit(0)  # a twin told to stop: the new image owns the bus, its paths and name
         telemetry.stopping()
         server.close()
@@ -429,8 +435,8 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
         try:
             import_deferred()
             from .io import devices
-        except ImportError as exc:  # the root was switched before: the files are gone
-            log(3, f"device monitor not loaded: {exc}")
+        except (ImportError, OSError) as exc:  # e.g. our files deleted under us
+            log(3, f"device monitor not loaded, {DEVICES_IFACE} not served: {exc}")
             return
         supervisor.attach(devices.COMPONENT, devices.install(
             supervisor.bus, server, services.register, log))

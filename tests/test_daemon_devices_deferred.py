@@ -8,6 +8,7 @@ at once and is answered by it, not refused; so does a re-exec asked for earlier.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -108,3 +109,19 @@ def test_a_reexec_asked_for_early_loads_the_monitor_first(parts: tuple) -> None:
     for hook in supervisor.on_reexec_requested:  # what Supervisor._start runs
         hook()
     assert isinstance(supervisor.components[devices.COMPONENT], devices.Devices)
+
+
+def test_a_failed_import_is_logged_and_the_bus_serves_on(
+        parts: tuple, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    """A root deleted under us (switch_root) makes the late import fail: log, go on."""
+    bus, server, services, supervisor, clock = parts
+    logged: list[tuple[int, str]] = []
+    daemon._defer_devices(server, services, supervisor,  # noqa: SLF001
+                          lambda priority, text, **_f: logged.append((priority, text)))
+    monkeypatch.setitem(sys.modules, "bootbus.io.devices", None)  # import raises ImportError
+    monkeypatch.delattr("bootbus.io.devices", raising=False)
+    clock.now += daemon.DEVICES_LOAD_DELAY
+    _run_timers(server)
+    assert devices.COMPONENT not in supervisor.components
+    assert devices.IFACE not in services.interfaces  # the fallback answers it now
+    assert logged and logged[0][0] == 3 and "device monitor not loaded" in logged[0][1]

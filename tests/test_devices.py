@@ -9,6 +9,7 @@ rule subscriber.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -22,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from bootbus.client import BUS, BUS_PATH, CallError, Client
-from bootbus.io.devices import IFACE, PATH, matches, monitor_source
+from bootbus.io.devices import IFACE, PATH, Devices, matches, monitor_source
+from bootbus.io.server import Server
 from bootbus.wire import message as m
+from tests.bus.fakebus import connect, new_bus
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"
@@ -39,6 +42,7 @@ needs_root = pytest.mark.skipif(
 class Daemon:
     proc: subprocess.Popen[str]
     address: str
+    runtime_dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     assert line.startswith(address + ","), f"daemon printed {line!r}"
-    yield Daemon(proc, address)
+    yield Daemon(proc, address, tmp / "rt")
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
     proc.stdout.close()
@@ -90,6 +94,17 @@ def test_filter_is_an_exact_match_of_every_key() -> None:
     assert matches({"SUBSYSTEM": "net", "INTERFACE": "lo"}, props)
     assert not matches({"INTERFACE": "l"}, props)
     assert not matches({"INTERFACE": "lo", "IFINDEX": "1"}, props)
+
+
+def test_a_devlinks_filter_names_one_of_the_links() -> None:
+    props = {"SUBSYSTEM": "block", "DEVNAME": "/dev/dm-0",
+             "DEVLINKS": "/dev/mapper/vg-root /dev/disk/by-uuid/1234 /dev/vg/root"}
+    assert matches({"DEVLINKS": "/dev/disk/by-uuid/1234"}, props)
+    assert matches({"DEVLINKS": props["DEVLINKS"]}, props)  # the whole value still matches
+    assert not matches({"DEVLINKS": "/dev/disk/by-uuid/123"}, props)
+    assert not matches({"DEVLINKS": "/dev/mapper/vg-root /dev/vg/root"}, props)
+    assert not matches({"DEVNAME": "/dev/dm"}, props)  # other properties stay exact
+    assert not matches({"DEVLINKS": "/dev/vg/root"}, {"DEVNAME": "/dev/dm-0"})
 
 
 def test_monitor_source_follows_udevd() -> None:
@@ -149,6 +164,32 @@ def test_wait_times_out_cleanly(client: Client) -> None:
     # the connection still works afterwards
     (devices,) = devices_call(client, "ListDevices", "a{ss}", {"INTERFACE": "lo"})
     assert len(devices) == 1  # type: ignore[arg-type]
+
+
+def step_log(daemon: Daemon) -> list[dict[str, object]]:
+    out = subprocess.run([PYTHON, "-m", "bootbus.ctl", "--runtime-dir", str(daemon.runtime_dir),
+                          "log", "--json"], cwd=REPO, capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def test_answers_and_timeouts_are_logged_with_the_caller(daemon: Daemon,
+                                                         client: Client) -> None:
+    devices_call(client, "WaitForDevice", "a{ss}u", {"SUBSYSTEM": "net", "INTERFACE": "lo"},
+                 60000)
+    with pytest.raises(CallError):
+        devices_call(client, "WaitForDevice", "a{ss}u", {"INTERFACE": "bb-never-logged"}, 100)
+    records = step_log(daemon)
+    answered = [r for r in records if "device wait answered" in str(r["message"])
+                and r["fields"]["CALLER"] == client.unique_name]  # type: ignore[index]
+    assert answered, records
+    fields = answered[-1]["fields"]
+    assert fields["DEVICE_FILTER"] == "INTERFACE=lo SUBSYSTEM=net"  # type: ignore[index]
+    assert fields["ANSWERED_FROM"] == "enumeration"  # type: ignore[index]
+    assert fields["DEVPATH"] == "/devices/virtual/net/lo"  # type: ignore[index]
+    assert fields["CALLER_PID"] == str(os.getpid())  # type: ignore[index]
+    timed_out = [r for r in records if "device wait timed out" in str(r["message"])
+                 and "bb-never-logged" in str(r["message"])]
+    assert len(timed_out) == 1 and timed_out[0]["priority"] == 5
 
 
 @needs_root
@@ -246,3 +287,89 @@ class LineReader:
             if not chunk:
                 raise AssertionError(f"dbus-monitor never printed {needle!r}")
             self.buf += chunk
+
+
+# -- in-process: from the kernel's events to udevd's -------------------------------------
+
+
+class FakeDevice:
+    """What Devices reads of a pyudev device."""
+
+    def __init__(self, action: str, props: dict[str, str]) -> None:
+        self.action = action
+        self.subsystem = props["SUBSYSTEM"]
+        self.device_path = props["DEVPATH"]
+        self.sys_name = self.device_path.rsplit("/", 1)[-1]
+        self.properties = props
+
+
+class FakeMonitor:
+    """A netlink monitor: a pipe that is readable while events are queued."""
+
+    def __init__(self) -> None:
+        self.rfd, self.wfd = os.pipe()
+        self.queued: list[FakeDevice] = []
+
+    def start(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.rfd
+
+    def push(self, device: FakeDevice) -> None:
+        self.queued.append(device)
+        os.write(self.wfd, b"\0")
+
+    def poll(self, timeout: float = 0) -> FakeDevice | None:
+        if not self.queued:
+            return None
+        os.read(self.rfd, 1)
+        return self.queued.pop(0)
+
+    def close(self) -> None:
+        os.close(self.rfd)
+        os.close(self.wfd)
+
+
+FAKE = {"SUBSYSTEM": "block", "DEVPATH": "/devices/virtual/block/bbfake0",
+       "DEVNAME": "/dev/bbfake0", "DEVTYPE": "disk"}
+FAKE_UDEV = {**FAKE, "ID_FS_UUID": "bbfake-0b5e", "ID_FS_UUID_ENC": "bbfake-0b5e",
+            "DEVLINKS": "/dev/disk/by-path/bbfake-path /dev/disk/by-uuid/bbfake-0b5e"}
+
+
+def test_the_monitor_follows_udevd_from_its_first_event() -> None:
+    bus = new_bus()
+    server = Server(bus, [])
+    kernel, udev = FakeMonitor(), FakeMonitor()
+    logged: list[str] = []
+    devices = Devices(bus, server, lambda _p, text, **_f: logged.append(text),
+                      monitor=kernel, source="kernel", udev_monitor=udev)
+    bus.services[SERVICE] = devices.handle
+    try:
+        assert {kernel.rfd, udev.rfd} <= server.extra.keys()
+        waiter = connect(bus)
+        by_uuid = waiter.call(SERVICE, "WaitForDevice", "a{ss}u",
+                              ({"DEVLINKS": "/dev/disk/by-uuid/bbfake-0b5e"}, 60000),
+                              interface=IFACE, path=PATH)
+        by_name = waiter.call(SERVICE, "WaitForDevice", "a{ss}u",
+                              ({"DEVNAME": "/dev/bbfake0"}, 60000), interface=IFACE, path=PATH)
+        kernel.push(FakeDevice("add", FAKE))  # udevd not running yet: the kernel's event
+        server.extra[kernel.rfd](0)
+        assert waiter.reply_to(by_name).args()[2] == FAKE["DEVPATH"]
+        assert devices.source == "kernel" and len(devices.waiters) == 1  # no links yet
+
+        kernel.push(FakeDevice("add", {**FAKE, "SEQNUM": "7"}))  # read before the switch
+        udev.push(FakeDevice("add", FAKE_UDEV))  # udevd's first event
+        server.extra[udev.rfd](0)
+        assert devices.source == "udev" and devices.monitor is udev
+        assert kernel.rfd not in server.extra and server.extra[udev.rfd] == devices._readable
+        assert kernel.queued == []  # the queued kernel event was handled, not dropped
+        assert waiter.reply_to(by_uuid).args()[2] == FAKE["DEVPATH"]
+        assert devices.waiters == []
+        assert any("follows udev's events" in text for text in logged), logged
+        answered = [text for text in logged if "device wait answered from the event" in text]
+        assert len(answered) == 2, logged
+    finally:
+        devices.close()
+        kernel.close()
+        udev.close()

@@ -106,3 +106,20 @@ def test_shutdown_unit_stops_after_dracut_unpacked_the_initramfs() -> None:
     before = " ".join(unit["Unit"]["Before"]).split()
     assert "dracut-shutdown.service" in before  # stop order is the reverse of start order
     assert any("pivot /run/initramfs" in line for line in unit["Service"]["ExecStop"])
+
+
+def test_root_wait_unit_orders_the_root_mount_but_never_holds_it() -> None:
+    """bootbus-rootwait.service comes before the root mount; a bus that fails to serve,
+    a timeout or a failed wait must leave systemd's own wait for the device in charge."""
+    unit = parse_unit(UNITS / "bootbus-rootwait.service")
+    before = " ".join(unit["Unit"]["Before"]).split()
+    assert {"initrd-root-device.target", "sysroot.mount"} <= set(before)
+    assert unit["Unit"]["DefaultDependencies"] == ["no"]
+    assert "bootbus-initrd.service" in unit["Unit"]["After"]
+    assert not {"Requires", "BindsTo", "Requisite"} & unit["Unit"].keys()
+    assert "/run/bootbus/initrd-bus" in unit["Unit"]["ConditionPathExists"]
+    assert unit["Service"]["Type"] == ["oneshot"]
+    assert unit["Service"]["ExecStart"] == ["-/usr/bin/bootbus-rootwait"]  # failure ignored
+    # the module wants it from the target, it does not require it
+    setup = (UNITS.parent / "dracut" / "99bootbus" / "module-setup.sh").read_text()
+    assert "initrd-root-device.target.wants/bootbus-rootwait.service" in setup

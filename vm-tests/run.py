@@ -491,12 +491,42 @@ def check_emergency_status(result: Boot) -> list[str]:
     return problems + powered_off(result)
 
 
+def check_root_wait(result: Boot) -> list[str]:
+    """Scenarios f: before switch_root the bus answered the initramfs's wait for /dev/vda.
+
+    Both records come from the step log, written in the initramfs: the daemon's
+    own record of the WaitForDevice call it answered (not a client's say-so)
+    and bootbusctl wait-root's record naming root=. Without the module's hook
+    or unit, or with a wait that timed out or never reached the bus, neither exists.
+    """
+    problems: list[str] = []
+    wait = one(result, "root-rootwait", problems)
+    if wait and wait.get("ok") != "1":
+        problems.append(f"the step log could not be read in the real root: {wait.get('error')}")
+    elif wait and wait.get("answers", "0") == "0":
+        problems.append("the daemon answered no WaitForDevice for DEVNAME=/dev/vda before "
+                        f"the pivot: the root wait did not go through the bus ({wait})")
+    elif wait:
+        log(f"     root wait: answered from the {wait.get('answered_from')} "
+            f"({wait.get('monitor')} events) at {wait.get('usec')} us, pivot at "
+            f"{wait.get('pivot_usec')} us, for root={wait.get('root')}")
+        if wait.get("found", "0") == "0":
+            problems.append("no record of bootbusctl wait-root finding root=/dev/vda through "
+                            f"the bus before the pivot ({wait})")
+        if wait.get("phase") != "initramfs":
+            problems.append(f"the bus answered the root wait outside the initramfs: {wait}")
+        if wait.get("root") not in ("/dev/vda", "block:/dev/vda"):
+            problems.append(f"the wait was not for root=/dev/vda: {wait}")
+    return problems + powered_off(result)
+
+
 FULL = Variant()
+SHELL = Variant(systemd_initramfs=False)
 SCENARIOS = (
     Scenario("a-systemd", "systemd initramfs: a client from the initramfs lives to the last "
              "shutdown hook, seen from the real root", FULL, check_live_to_poweroff),
     Scenario("b-shell", "dracut shell init (no systemd in the initramfs) -> real root",
-             Variant(systemd_initramfs=False), check_live_to_poweroff),
+             SHELL, check_live_to_poweroff),
     # With systemd in the initramfs, a daemon without '@' dies already at switch_root
     # (PID 1 sends SIGTERM to all initramfs processes); dracut's shell init lets it
     # live to the real root, so the control isolates systemd-shutdown's killing.
@@ -509,6 +539,10 @@ SCENARIOS = (
              "(same boot as a-systemd)", FULL, check_journal),
     Scenario("e-emergency", "bootbusctl status in the rd.break emergency shell says why",
              Variant(cmdline="rd.break=pre-mount rd.shell=1"), check_emergency_status),
+    Scenario("f-rootwait-systemd", "systemd initramfs: bootbus-rootwait.service waited for "
+             "the root disk through the bus (same boot as a-systemd)", FULL, check_root_wait),
+    Scenario("f-rootwait-shell", "shell init: the initqueue hook waited for the root disk "
+             "through the bus (same boot as b-shell)", SHELL, check_root_wait),
     Scenario("boot", "infrastructure only: kernel, dracut/systemd initramfs, root, shutdown "
              "hooks (not in the default set)", FULL, check_boot_infrastructure),
 )

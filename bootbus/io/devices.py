@@ -1,11 +1,19 @@
 """Devices on the bus: org.bootbus.Devices1 at /org/bootbus/Devices1, fed by udev.
 
 Owns: one udev monitor socket (udevd's processed events when udevd runs, the
-kernel's own uevents otherwise) registered in the event loop, the signals
+kernel's own uevents until then) registered in the event loop, the signals
 DeviceAdded / DeviceChanged / DeviceRemoved broadcast from ``org.bootbus``,
 and the methods ListDevices, GetDevice and WaitForDevice. A waiter is answered
 at once from an enumeration if a matching device exists, later from the first
-monitor event that matches, or with org.bootbus.Error.Timeout at its deadline.
+monitor event that matches, or with org.bootbus.Error.Timeout at its deadline;
+each answer and each timeout is a step-log record naming the caller. A filter
+on DEVLINKS matches a device with that link among its space-separated links.
+
+Started before udevd (in an initramfs), the monitor reads the kernel's events
+and also listens for udevd's: the first of those says udevd runs, and from
+then on only udevd's events count (they carry ID_FS_UUID, DEVLINKS, ... that
+kernel events lack). Kernel events already read are not taken back; an event
+seen both ways may be signalled twice.
 
 Across a re-exec the monitor socket is reopened, so the waiters and the set
 of known devices (devpath -> a fingerprint of its properties, kept current by
@@ -49,6 +57,8 @@ MAX_WAITERS = 1024  # WaitForDevice calls pending on the whole bus
 MAX_WAITERS_PER_PEER = 64
 MAX_WAIT_MS = 3600 * 1000  # one hour: longer than any sane rd.timeout
 MAX_FILTER_KEYS = 32
+# properties whose value is a space-separated list; a filter names one entry
+LIST_PROPERTIES = frozenset({"DEVLINKS"})
 # action -> signal; every other action (change, move, bind, unbind, online, offline)
 # is a DeviceChanged
 SIGNAL_OF_ACTION = {"add": "DeviceAdded", "remove": "DeviceRemoved"}
@@ -91,8 +101,17 @@ def fingerprint(props: Mapping[str, str]) -> int:
 
 
 def matches(wanted: Mapping[str, str], props: Mapping[str, str]) -> bool:
-    """Exact match of every wanted property; an empty filter matches every device."""
-    return all(props.get(key) == value for key, value in wanted.items())
+    """Every wanted property matches; an empty filter matches every device.
+
+    A match is exact, except for a list property (DEVLINKS), where the wanted
+    value may also be one of its entries."""
+    for key, value in wanted.items():
+        have = props.get(key)
+        if have == value:
+            continue
+        if have is None or key not in LIST_PROPERTIES or value not in have.split():
+            return False
+    return True
 
 
 def check_filter(wanted: Mapping[str, str]) -> str:
@@ -137,7 +156,8 @@ class Devices:
     def __init__(self, bus: Bus, server: Server, log: Logger,
                  context: pyudev.Context | None = None,
                  monitor: pyudev.Monitor | None = None,
-                 source: str | None = None) -> None:
+                 source: str | None = None,
+                 udev_monitor: pyudev.Monitor | None = None) -> None:
         self.bus = bus
         self.server = server
         self.log = log
@@ -147,6 +167,10 @@ class Devices:
             monitor = pyudev.Monitor.from_netlink(self.context, source=self.source)
         self.monitor = monitor
         self.monitor.start()
+        # kernel events until udevd runs: its first event switches the monitor over
+        self.udev_monitor: pyudev.Monitor | None = None
+        if self.source == "kernel":
+            self.udev_monitor = udev_monitor or self._open_udev_monitor()
         self.waiters: list[Waiter] = []
         # devpath -> (fingerprint, subsystem): complete once the first enumeration ran
         self.known: dict[str, tuple[int, str]] = {}
@@ -157,6 +181,8 @@ class Devices:
         self._resync_due: float | None = server.clock() + RESYNC_DELAY
         server.timers.append((lambda: self._resync_due, self._resync_if_due))
         server.add_fd(self.monitor.fileno(), self._readable)
+        if self.udev_monitor is not None:
+            server.add_fd(self.udev_monitor.fileno(), self._udev_readable)
         server.timers.append((self._next_deadline, self._expire))
         server.on_disconnect.append(self._disconnected)
         self.handlers: dict[tuple[str, str], Callable[[Peer, m.Message], None]] = {
@@ -168,6 +194,17 @@ class Devices:
 
     def close(self) -> None:
         self.server.remove_fd(self.monitor.fileno())
+        if self.udev_monitor is not None:
+            self.server.remove_fd(self.udev_monitor.fileno())
+
+    def _open_udev_monitor(self) -> pyudev.Monitor | None:
+        try:
+            monitor = pyudev.Monitor.from_netlink(self.context, source="udev")
+            monitor.start()
+        except (OSError, ValueError) as exc:
+            self.log(5, f"cannot listen for udevd's events, kernel events only: {exc}")
+            return None
+        return monitor
 
     # -- methods --------------------------------------------------------------
     def handle(self, bus: Bus, peer: Peer, msg: m.Message) -> None:
@@ -211,9 +248,11 @@ class Devices:
             return
         for record in self.enumerate(wanted):
             self.bus.reply(peer, msg, DEVICE_SIG, record, sender=SERVICE)
+            self._log_answer(peer, wanted, record, "enumeration")
             return
         if timeout_ms == 0:
             self._error(peer, msg, ERR_TIMEOUT, f"no device matches {_text(wanted)}")
+            self._log_timeout(peer, wanted)
             return
         if len(self.waiters) >= MAX_WAITERS or sum(
                 w.peer is peer for w in self.waiters) >= MAX_WAITERS_PER_PEER:
@@ -225,7 +264,37 @@ class Devices:
     def enumerate(self, wanted: Mapping[str, str]) -> Iterable[DeviceRecord]:
         return enumerate_devices(self.context, wanted)
 
+    def _log_answer(self, peer: Peer, wanted: Mapping[str, str], record: DeviceRecord,
+                    answered_from: str) -> None:
+        _subsystem, _sysname, devpath, props = record
+        self.log(6, f"device wait answered from the {answered_from}: {_text(wanted)} -> "
+                 f"{devpath} for {peer.unique_name} ({peer.comm} pid {peer.pid})",
+                 DEVICE_FILTER=_text(wanted), DEVPATH=devpath,
+                 DEVNAME=props.get("DEVNAME", ""), ANSWERED_FROM=answered_from,
+                 MONITOR_SOURCE=self.source, CALLER=peer.unique_name,
+                 CALLER_PID=peer.pid, CALLER_COMM=peer.comm)
+
+    def _log_timeout(self, peer: Peer, wanted: Mapping[str, str]) -> None:
+        self.log(5, f"device wait timed out: {_text(wanted)} for {peer.unique_name} "
+                 f"({peer.comm} pid {peer.pid})", DEVICE_FILTER=_text(wanted),
+                 MONITOR_SOURCE=self.source, CALLER=peer.unique_name,
+                 CALLER_PID=peer.pid, CALLER_COMM=peer.comm)
+
     # -- the monitor ----------------------------------------------------------
+    def _udev_readable(self, events: int) -> None:
+        """udevd's first event: udevd runs, so follow its events from now on."""
+        if self.udev_monitor is None:
+            return
+        self._readable(events)  # the kernel events already queued, in their order
+        self.server.remove_fd(self.monitor.fileno())
+        self.server.remove_fd(self.udev_monitor.fileno())
+        self.monitor, self.udev_monitor = self.udev_monitor, None
+        self.source = "udev"
+        self.server.add_fd(self.monitor.fileno(), self._readable)
+        self.log(6, "udevd runs: the device monitor follows udev's events now",
+                 SOURCE=self.source)
+        self._readable(events)
+
     def _readable(self, _events: int) -> None:
         for _ in range(EVENTS_PER_WAKEUP):
             try:
@@ -253,7 +322,7 @@ class Devices:
         still = []
         for waiter in self.waiters:
             if matches(waiter.wanted, props):
-                self._answer(waiter, record)
+                self._answer(waiter, record, "event")
             else:
                 still.append(waiter)
         self.waiters = still
@@ -263,9 +332,10 @@ class Devices:
         (a net device's queues/rx-0 has none, though its uevents say SUBSYSTEM=queues)."""
         return os.path.lexists(f"{self.context.sys_path}{devpath}/subsystem")
 
-    def _answer(self, waiter: Waiter, record: DeviceRecord) -> None:
+    def _answer(self, waiter: Waiter, record: DeviceRecord, answered_from: str) -> None:
         if waiter.peer.state is PeerState.ACTIVE:
             self.bus.reply(waiter.peer, waiter.call, DEVICE_SIG, record, sender=SERVICE)
+            self._log_answer(waiter.peer, waiter.wanted, record, answered_from)
 
     # -- the enumeration after start and after a re-exec -----------------------
     def _resync_if_due(self) -> None:
@@ -333,7 +403,7 @@ class Devices:
         for waiter in self.waiters:
             found = next((r for r in current.values() if matches(waiter.wanted, r[3])), None)
             if found is not None:
-                self._answer(waiter, found)
+                self._answer(waiter, found, "enumeration")
             else:
                 still.append(waiter)
         self.waiters = still
@@ -384,6 +454,7 @@ class Devices:
             if waiter.deadline <= now:
                 self._error(waiter.peer, waiter.call, ERR_TIMEOUT,
                             f"no device matching {_text(waiter.wanted)} appeared in time")
+                self._log_timeout(waiter.peer, waiter.wanted)
             else:
                 still.append(waiter)
         self.waiters = still

@@ -131,6 +131,9 @@ class Supervisor:
         self.on_before_exec: list[Callable[[], None]] = []
         # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
         self.on_exec_failed: list[Callable[[str], None]] = []
+        # just before this image execs, or a twin exits after the handover: write out
+        # what is buffered (the echo of the log on stderr)
+        self.before_leaving: list[Callable[[], None]] = []
         self.components: dict[str, Component] = {}
         # records of the previous image for components not attached (yet): by component name
         self._unclaimed: dict[str, list[ComponentRecord]] = {}
@@ -506,6 +509,8 @@ class Supervisor:
         data, fds = self._snapshot(t0, "re-executing")
         memfd = reexec.write_memfd(data)
         target.argv[target.argv.index("--restore-fd") + 1] = str(memfd)
+        for hook in self.before_leaving:
+            hook()
         error = reexec.execute(target, fds + [memfd])
         os.close(memfd)
         return error
@@ -545,6 +550,8 @@ class Supervisor:
         except OSError as exc:
             self.log(2, f"handover to the new image failed ({exc}); it serves new clients "
                      "only", REASON=str(exc))
+        for hook in self.before_leaving:
+            hook()
         os._exit(0)  # the new image has every fd; nothing here may run again
 
     def _orphaned(self) -> None:

@@ -8,7 +8,11 @@
 # dracut's systemd module the bus is bootbus-initrd.service; with dracut's
 # shell init a pre-udev hook starts it. Both prepare the pivot into the real
 # root in a pre-pivot hook and ask dracut to unpack the initramfs into
-# /run/initramfs at shutdown, where the bus keeps serving.
+# /run/initramfs at shutdown, where the bus keeps serving. Both wait for the
+# root device through the bus (bootbus-rootwait: an initqueue/finished hook
+# of the shell init, bootbus-rootwait.service before sysroot.mount with
+# systemd), bounded by rd.bootbus.rootwait=SECONDS and never in the way of
+# dracut's or systemd's own wait.
 #
 # Set BOOTBUS_SOURCE to the directory holding the bootbus package when it
 # is not installed for /usr/bin/python3 (e.g. a source checkout).
@@ -58,6 +62,7 @@ install() {
     fi
 
     inst_script "$moddir/bootbusctl.sh" /usr/bin/bootbusctl
+    inst_script "$moddir/bootbus-rootwait.sh" /usr/bin/bootbus-rootwait
     inst_multiple mkdir touch setsid
     inst_hook pre-pivot 90 "$moddir/bootbus-pre-pivot.sh"
     inst_hook shutdown 50 "$moddir/bootbus-shutdown.sh"
@@ -68,7 +73,13 @@ install() {
         mkdir -p "${initdir}${_unitdir}/sysinit.target.wants"
         ln_r "$_unitdir/bootbus-initrd.service" \
             "$_unitdir/sysinit.target.wants/bootbus-initrd.service"
+        inst_simple "$moddir/bootbus-rootwait.service" "$_unitdir/bootbus-rootwait.service"
+        mkdir -p "${initdir}${_unitdir}/initrd-root-device.target.wants"
+        ln_r "$_unitdir/bootbus-rootwait.service" \
+            "$_unitdir/initrd-root-device.target.wants/bootbus-rootwait.service"
     else
         inst_hook pre-udev 00 "$moddir/bootbus-start.sh"
+        # 00- sorts before dracut's own devexists-* hooks
+        inst_hook initqueue/finished 00 "$moddir/bootbus-rootwait-hook.sh"
     fi
 }

@@ -32,6 +32,8 @@ RSS_TOLERANCE_KIB = 2048
 def test_twenty_reexecs_under_load() -> None:
     with harness.running() as daemon, daemon.client() as control:
         (bus_id,) = control.call(harness.DBUS, harness.DBUS_PATH, harness.DBUS, "GetId")
+        # the cold start's device enumeration thread has ended: every re-exec has a twin
+        daemon.wait_log("devices enumerated")
         load = Load(daemon.address)
         try:
             load.start()

@@ -6,6 +6,10 @@ serve:  connects in the initramfs, owns org.bootbus.VmTest.Initrd and
 ping:   calls that Ping (the server does its own bus round trip to answer),
         from the real root and from dracut's last shutdown hook.
 daemon: where the bus daemon runs from (exe, root, deleted mappings).
+journal: the initramfs's bootbus records in the real root's journal.
+rootwait: the step log's records of the initramfs's wait for the root device
+        through the bus (the daemon's WaitForDevice answer, bootbusctl
+        wait-root's record), with their times against the pivot's.
 Every result is one line `BOOTBUS-VM: EVENT key=value ...` on the console,
 which the host reads from the serial port. Everything is imported before
 the first connection: the initramfs files vanish at switch_root.
@@ -142,12 +146,49 @@ def journal(tag: str) -> int:
     return 0
 
 
+def pivot_usec() -> int:
+    """When the pre-pivot hook ran (/run survives switch_root)."""
+    with open("/run/bootbus-vmtest-pivot-uptime") as stream:
+        return int(float(stream.read().split()[0]) * 1_000_000)
+
+
+def rootwait(tag: str, devname: str) -> int:
+    """The step log's answers to the initramfs's root wait, counted before the pivot."""
+    try:
+        pivot = pivot_usec()
+        output = subprocess.run(["bootbusctl", "log", "--json"], capture_output=True, text=True,
+                                check=True, timeout=CALL_TIMEOUT * 3).stdout
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
+        marker(f"{tag}-rootwait", ok=0, error=repr(str(error)).replace(" ", "_"))
+        return 1
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    early = [r for r in records if r["monotonic_usec"] < pivot]
+    # the daemon's own record: a WaitForDevice for the root's DEVNAME it answered
+    answers = [r for r in early if r["message"].startswith("device wait answered")
+               and f"DEVNAME={devname}" in r["fields"].get("DEVICE_FILTER", "").split()
+               and r["fields"].get("DEVNAME") == devname]
+    # bootbusctl wait-root's record (through org.bootbus.Log1) that it was the root
+    found = [r for r in early if "BOOTBUS_ROOT" in r["fields"]
+             and "found through the bus" in r["message"]
+             and r["fields"].get("DEVNAME") == devname]
+    first = answers[0] if answers else {"fields": {}}
+    marker(f"{tag}-rootwait", ok=1, answers=len(answers), found=len(found),
+           phase=first.get("phase", "none"), usec=first.get("monotonic_usec", "none"),
+           answered_from=first["fields"].get("ANSWERED_FROM", "none"),
+           monitor=first["fields"].get("MONITOR_SOURCE", "none"),
+           caller_pid=first["fields"].get("CALLER_PID", "none"),
+           root=found[0]["fields"]["BOOTBUS_ROOT"] if found else "none",
+           later=len(records) - len(early), pivot_usec=pivot)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["serve", "ping", "daemon", "journal"])
+    parser.add_argument("command", choices=["serve", "ping", "daemon", "journal", "rootwait"])
     parser.add_argument("--address")
     parser.add_argument("--tag", default="root")
     parser.add_argument("--ready-file")
+    parser.add_argument("--devname", default="/dev/vda", help="rootwait: the root's DEVNAME")
     args = parser.parse_args()
     if args.command == "serve":
         return serve(bus_address(args.address), args.ready_file)
@@ -155,6 +196,8 @@ def main() -> int:
         return ping(bus_address(args.address), args.tag)
     if args.command == "journal":
         return journal(args.tag)
+    if args.command == "rootwait":
+        return rootwait(args.tag, args.devname)
     return daemon(args.tag)
 
 
