@@ -2,6 +2,7 @@
 
 The package is layered; imports only go down this list:
 
+    plain  equality and repr for record classes (no dataclasses: import cost)
     wire   pure D-Bus wire protocol (signatures, marshalling, framing, SASL)
     bus    pure bus logic (peers, names, match rules, routing, the driver)
     state  snapshots of the bus for re-exec

@@ -14,7 +14,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from . import __version__
 from .bus import driver
@@ -42,17 +41,20 @@ def default_runtime_dir() -> str:
     return os.path.join(base, "bootbus")
 
 
-@dataclass
 class Config:
-    address: str | None
-    runtime_dir: str
-    print_address: bool = False
-    restore_fd: int | None = None
-    handover_fd: int | None = None
-    preflight: str | None = None
-    service_dirs: tuple[str, ...] = ()
-    system_activation: bool = False
-    config_file: str | None = None
+    def __init__(self, address: str | None, runtime_dir: str, print_address: bool = False,
+                 restore_fd: int | None = None, handover_fd: int | None = None,
+                 preflight: str | None = None, service_dirs: tuple[str, ...] = (),
+                 system_activation: bool = False, config_file: str | None = None) -> None:
+        self.address = address
+        self.runtime_dir = runtime_dir
+        self.print_address = print_address
+        self.restore_fd = restore_fd
+        self.handover_fd = handover_fd
+        self.preflight = preflight
+        self.service_dirs = service_dirs
+        self.system_activation = system_activation
+        self.config_file = config_file
 
     def exec_args(self) -> list[str]:
         """The flags a re-executed image gets (it adopts sockets, so no --address)."""
@@ -198,6 +200,20 @@ def signals_stop(server: Server, bus: Bus | None = None) -> Iterator[None]:
         os.close(wfd)
 
 
+def import_deferred() -> None:
+    """What a cold start leaves until the bus serves (~3 ms its first Hello need not
+    wait for): subprocess (bus activation's spawns) and ctypes with glibc's malloc
+    tuning. Called with the device monitor's import, before its thread starts: once
+    the bus serves, at once in the initramfs (a switch_root may delete their files
+    later) and before a restore. Raises ImportError if the files are gone; their
+    users then degrade: no spawn, no malloc_trim, no subreaper for a twin's
+    children."""
+    import subprocess  # noqa: F401
+
+    from .io import memory
+    memory.tune_malloc()
+
+
 def make_bus() -> Bus:
     bus = Bus(bus_id=os.urandom(16).hex(), uid=os.geteuid(), pid=os.getpid(),
               machine_id=read_machine_id())
@@ -207,6 +223,7 @@ def make_bus() -> Bus:
 
 def preflight(version: str) -> int:
     """Exit 0 if this code imports completely and can restore a snapshot of ``version``."""
+    import_deferred()
     from .state import snapshot
 
     major, _, _minor = version.partition(".")
@@ -312,6 +329,7 @@ def run(config: Config) -> int:
     if restoring:
         # imported before the restore: with a twin serving meanwhile, clients never wait
         # for these imports
+        import_deferred()
         from .io import activation, devices  # noqa: F401
         server, listeners, state = restore(config, bus)
     else:
@@ -344,6 +362,7 @@ def run(config: Config) -> int:
     if restoring or supervisor.phase == PHASE_INITRAMFS:
         # restoring: imported already, and a device waiter in the snapshot needs it.
         # In the initramfs: switch_root may delete the files of a later import.
+        import_deferred()
         from .io import devices
         supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,
                                                              telemetry.step))
@@ -399,7 +418,11 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
                    log: Callable[..., None]) -> None:
     """Load the device monitor once the bus serves: pyudev's import costs ~25 ms, which
     the first clients of a cold start should not wait for. A Devices1 call before then
-    loads it at once; its first enumeration covers the devices that came meanwhile."""
+    loads it at once, and so does a re-exec asked for before then; its first
+    enumeration covers the devices that came meanwhile.
+    The other deferred imports (import_deferred) come first, in the same step. Should
+    the root have been switched in between (busybox's switch_root right after start),
+    the bus serves on without them; the image it pivots into loads them."""
     due = server.clock() + DEVICES_LOAD_DELAY
     loaded = False
 
@@ -410,6 +433,7 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
         loaded = True
         del services.interfaces[DEVICES_IFACE]
         try:
+            import_deferred()
             from .io import devices
         except (ImportError, OSError) as exc:  # e.g. our files deleted under us
             log(3, f"device monitor not loaded, {DEVICES_IFACE} not served: {exc}")
@@ -427,6 +451,8 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
 
     services.register(DEVICES_IFACE, first_call)
     server.timers.append((lambda: None if loaded else due, when_due))
+    # a re-exec before then (its preflight takes ~40 ms) must carry the devices' state
+    supervisor.on_reexec_requested.append(load)
 
 
 def _ms_since(monotonic: str) -> str:

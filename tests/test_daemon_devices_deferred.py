@@ -2,7 +2,7 @@
 
 In-process, with the daemon's own pieces: the timer loads it once
 DEVICES_LOAD_DELAY has passed, and a Devices1 call that comes earlier loads it
-at once and is answered by it, not refused.
+at once and is answered by it, not refused; so does a re-exec asked for earlier.
 """
 
 from __future__ import annotations
@@ -98,6 +98,17 @@ def test_an_early_call_loads_the_monitor_and_is_answered(parts: tuple) -> None: 
     reply = m.parse(b"".join(bytes(b) for b in frame.bufs))
     assert reply.type == m.METHOD_RETURN and reply.reply_serial == 7
     assert reply.args()[0]["DEVPATH"] == devpath  # its udev properties
+
+
+def test_a_reexec_asked_for_early_loads_the_monitor_first(parts: tuple) -> None:  # type: ignore[type-arg]
+    """The preflight may finish before the delay: the image must have device state to
+    hand over, or devices added during the exec are never signalled."""
+    _bus, server, services, supervisor, _clock = parts
+    daemon._defer_devices(server, services, supervisor, lambda *_a, **_f: None)  # noqa: SLF001
+    assert devices.COMPONENT not in supervisor.components
+    for hook in supervisor.on_reexec_requested:  # what Supervisor._start runs
+        hook()
+    assert isinstance(supervisor.components[devices.COMPONENT], devices.Devices)
 
 
 def test_a_failed_import_is_logged_and_the_bus_serves_on(

@@ -190,12 +190,14 @@ def test_veth_created_during_reexec_is_signalled(tree: Path, veth: tuple[str, st
 
 
 def _wait_exec(pid: int) -> None:
-    """Until the daemon's process runs the new image (its command line has --restore-fd)."""
+    """Until the daemon's process runs the new image (its command line has --restore-fd,
+    or --handover-fd when a twin serves meanwhile)."""
     deadline = time.monotonic() + EXEC_WATCH_S
     while time.monotonic() < deadline:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if b"--restore-fd" in f.read():
-                return
+            cmdline = f.read()
+        if b"--restore-fd" in cmdline or b"--handover-fd" in cmdline:
+            return
         time.sleep(0.001)
     raise AssertionError("the daemon did not re-exec")
 

@@ -7,7 +7,6 @@ Each method is one row: interface, member, input and output signature and a
 handler that returns the reply's values or raises :class:`DriverError`.
 """
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..wire import message as m
@@ -37,12 +36,16 @@ class DriverError(Exception):
         self.text = text
 
 
-@dataclass
 class Call:
-    bus: Bus
-    peer: Peer
-    msg: m.Message
-    args: list[Any]
+    """One driver method call, made per message: slots, no dataclass (import cost)."""
+
+    __slots__ = ("bus", "peer", "msg", "args")
+
+    def __init__(self, bus: Bus, peer: Peer, msg: m.Message, args: list[Any]) -> None:
+        self.bus = bus
+        self.peer = peer
+        self.msg = msg
+        self.args = args
 
 
 Handler = Callable[[Call], tuple[Any, ...]]

@@ -6,9 +6,9 @@ rules naming a well-known name are resolved by the caller through a lookup
 function, since ownership changes while the rule stays. Never builds messages.
 """
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..plain import FrozenFields
 from ..wire import message as m
 from ..wire.signature import split_signature
 from ..wire.names import (
@@ -29,20 +29,45 @@ class MatchRuleTooLong(MatchRuleError):
     """The rule exceeds MAX_RULE_LENGTH (a limit, not a syntax error)."""
 
 
-@dataclass(frozen=True)
-class MatchRule:
+class MatchRule(FrozenFields):
+    """A parsed rule: read-only, hashable, equal to a rule with the same fields."""
+
+    __slots__ = _fields = ("text", "type", "sender", "interface", "member", "path",
+                           "path_namespace", "destination", "args", "arg_paths",
+                           "arg0namespace", "eavesdrop")
+
     text: str
-    type: int | None = None
-    sender: str | None = None
-    interface: str | None = None
-    member: str | None = None
-    path: str | None = None
-    path_namespace: str | None = None
-    destination: str | None = None
-    args: tuple[tuple[int, str], ...] = ()
-    arg_paths: tuple[tuple[int, str], ...] = ()
-    arg0namespace: str | None = None
-    eavesdrop: bool = False
+    type: int | None
+    sender: str | None
+    interface: str | None
+    member: str | None
+    path: str | None
+    path_namespace: str | None
+    destination: str | None
+    args: tuple[tuple[int, str], ...]
+    arg_paths: tuple[tuple[int, str], ...]
+    arg0namespace: str | None
+    eavesdrop: bool
+
+    def __init__(self, text: str, type: int | None = None, sender: str | None = None,
+                 interface: str | None = None, member: str | None = None,
+                 path: str | None = None, path_namespace: str | None = None,
+                 destination: str | None = None, args: tuple[tuple[int, str], ...] = (),
+                 arg_paths: tuple[tuple[int, str], ...] = (), arg0namespace: str | None = None,
+                 eavesdrop: bool = False) -> None:
+        init = object.__setattr__
+        init(self, "text", text)
+        init(self, "type", type)
+        init(self, "sender", sender)
+        init(self, "interface", interface)
+        init(self, "member", member)
+        init(self, "path", path)
+        init(self, "path_namespace", path_namespace)
+        init(self, "destination", destination)
+        init(self, "args", args)
+        init(self, "arg_paths", arg_paths)
+        init(self, "arg0namespace", arg0namespace)
+        init(self, "eavesdrop", eavesdrop)
 
     @property
     def needs_body(self) -> bool:

@@ -16,8 +16,7 @@ Rules it keeps (from dbus-daemon's bus/services.c and the specification):
     NameOwnerChanged, NameAcquired to the new owner.
 """
 
-from dataclasses import dataclass, field
-
+from ..plain import Fields
 from ..wire.names import is_bus_name
 
 ALLOW_REPLACEMENT = 0x1
@@ -47,16 +46,21 @@ class NameError(Exception):
     """A request names something that cannot be owned or released."""
 
 
-@dataclass
-class Owner:
-    peer: int
-    flags: int
+class Owner(Fields):
+    """One entry of a name's queue: a peer id and the flags it asked with."""
+
+    __slots__ = _fields = ("peer", "flags")
+
+    def __init__(self, peer: int, flags: int) -> None:
+        self.peer = peer
+        self.flags = flags
 
 
-@dataclass
 class NameRegistry:
-    queues: dict[str, list[Owner]] = field(default_factory=dict)
-    by_peer: dict[int, set[str]] = field(default_factory=dict)  # derived index
+    def __init__(self, queues: dict[str, list[Owner]] | None = None,
+                 by_peer: dict[int, set[str]] | None = None) -> None:
+        self.queues: dict[str, list[Owner]] = {} if queues is None else queues
+        self.by_peer: dict[int, set[str]] = {} if by_peer is None else by_peer  # derived index
 
     def owner(self, name: str) -> int | None:
         queue = self.queues.get(name)

@@ -7,7 +7,6 @@ The socket lives in the io layer; this module never touches it.
 
 import enum
 from typing import Any
-from dataclasses import dataclass, field
 
 from ..wire.framer import Framer
 from ..wire.sasl import SaslServer
@@ -46,33 +45,49 @@ class OutFrame:
         self.size = size
 
 
-@dataclass(eq=False, slots=True)
 class Peer:
-    id: int
-    uid: int
-    pid: int
-    gids: tuple[int, ...] = ()
-    label: str | None = None
-    comm: str = ""
-    state: PeerState = PeerState.AUTH
-    unique_name: str = ""
-    unix_fd: bool = False
-    sasl: SaslServer | None = None
-    framer: Framer = field(default_factory=Framer)
-    outq: list[OutFrame] = field(default_factory=list)
-    out_bytes: int = 0
-    out_fds: int = 0  # fds held for frames in outq (the io layer decrements as it sends)
-    matches: list[MatchRule] = field(default_factory=list)
-    monitor_rules: list[MatchRule] = field(default_factory=list)
-    sender_fields: dict[str, bytes] = field(default_factory=dict)
-    pending_calls: int = 0  # calls this peer made that await a reply (derived)
-    policy: Any = None  # its ClientPolicy under the bus policy (derived, rebuilt on reload)
-    connected_at: float = 0.0
-    messages_in: int = 0
-    messages_out: int = 0
-    # its uid's usage, shared with the uid's other peers (derived: Bus.add_peer and
-    # Bus.rebuild_indexes attach it; until then a peer counts only for itself)
-    user: UserUsage = field(default_factory=UserUsage.detached)
+    """Equal only to itself, hashed by id."""
+
+    __slots__ = ("id", "uid", "pid", "gids", "label", "comm", "state", "unique_name",
+                 "unix_fd", "sasl", "framer", "outq", "out_bytes", "out_fds", "matches",
+                 "monitor_rules", "sender_fields", "pending_calls", "policy", "connected_at",
+                 "messages_in", "messages_out", "user")
+
+    def __init__(self, id: int, uid: int, pid: int, gids: tuple[int, ...] = (),
+                 label: str | None = None, comm: str = "", state: PeerState = PeerState.AUTH,
+                 unique_name: str = "", unix_fd: bool = False, sasl: SaslServer | None = None,
+                 framer: Framer | None = None, outq: list[OutFrame] | None = None,
+                 out_bytes: int = 0, out_fds: int = 0, matches: list[MatchRule] | None = None,
+                 monitor_rules: list[MatchRule] | None = None,
+                 sender_fields: dict[str, bytes] | None = None, pending_calls: int = 0,
+                 policy: Any = None, connected_at: float = 0.0, messages_in: int = 0,
+                 messages_out: int = 0, user: UserUsage | None = None) -> None:
+        self.id = id
+        self.uid = uid
+        self.pid = pid
+        self.gids = gids
+        self.label = label
+        self.comm = comm
+        self.state = state
+        self.unique_name = unique_name
+        self.unix_fd = unix_fd
+        self.sasl = sasl
+        self.framer = Framer() if framer is None else framer
+        self.outq: list[OutFrame] = [] if outq is None else outq
+        self.out_bytes = out_bytes
+        self.out_fds = out_fds  # fds held for frames in outq (the io layer decrements as it sends)
+        self.matches: list[MatchRule] = [] if matches is None else matches
+        self.monitor_rules: list[MatchRule] = [] if monitor_rules is None else monitor_rules
+        self.sender_fields: dict[str, bytes] = {} if sender_fields is None else sender_fields
+        self.pending_calls = pending_calls  # calls this peer made that await a reply (derived)
+        # its ClientPolicy under the bus policy (derived, rebuilt on reload)
+        self.policy: Any = policy
+        self.connected_at = connected_at
+        self.messages_in = messages_in
+        self.messages_out = messages_out
+        # its uid's usage, shared with the uid's other peers (derived: Bus.add_peer and
+        # Bus.rebuild_indexes attach it; until then a peer counts only for itself)
+        self.user = UserUsage.detached() if user is None else user
 
     @property
     def active(self) -> bool:

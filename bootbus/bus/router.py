@@ -18,7 +18,6 @@ to ``dirty``; the io layer writes them. Peers to disconnect are added to
 ``doomed``. Never touches a socket, a file or a clock.
 """
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
 from ..wire import message as m
@@ -48,44 +47,53 @@ class PeerError(Exception):
 Handler = Callable[["Bus", Peer, m.Message], None]
 
 
-@dataclass
 class Bus:
-    bus_id: str
-    uid: int = 0
-    pid: int = 0
-    machine_id: str = ""
-    peers: dict[int, Peer] = field(default_factory=dict)
-    by_unique: dict[str, Peer] = field(default_factory=dict)  # derived
-    registry: nm.NameRegistry = field(default_factory=nm.NameRegistry)
-    pending: dict[tuple[int, int], int] = field(default_factory=dict)  # (caller, serial) -> callee
-    next_peer_id: int = 1
-    next_unique: int = 1
-    serial: int = 0
-    # derived indexes, rebuilt by rebuild_indexes()
-    rules_by_interface: dict[str | None, list[tuple[Peer, MatchRule]]] = field(default_factory=dict)
-    eavesdroppers: list[tuple[Peer, MatchRule]] = field(default_factory=list)
-    monitors: list[Peer] = field(default_factory=list)
-    # output for the io layer
-    dirty: set[Peer] = field(default_factory=set)
-    doomed: dict[Peer, str] = field(default_factory=dict)
-    fds_to_close: list[int] = field(default_factory=list)
-    # method handlers: the driver, and services the supervisor owns
-    driver: Handler | None = None
-    services: dict[str, Handler] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
-    # hooks set by the supervisor: activation, policy and configuration reload
-    activator: Any = None
-    name_hooks: list[Callable[[str, str, str], None]] = field(default_factory=list)
-    policy_can_own: Callable[[Peer, str], bool] | None = None
-    # the configured security policy (a PolicyChecker); None (no --config) allows everything.
-    # Held through an interface so that a bus without a policy never imports the engine.
-    policy: Any = None
-    connect_check: Callable[[Peer], bool] | None = None
-    reload_config: Callable[[], str | None] | None = None
-    # the effective bounds (bootbus.bus.quota's defaults or the configuration's <limit>s),
-    # and per uid the sums over its peers that the per-user bounds limit (derived)
-    limits: Limits = field(default_factory=Limits)
-    users: dict[int, UserUsage] = field(default_factory=dict)
+    """All bus state. Equal only to itself (nothing compares buses by value)."""
+
+    def __init__(self, bus_id: str, uid: int = 0, pid: int = 0, machine_id: str = "",
+                 peers: dict[int, Peer] | None = None, by_unique: dict[str, Peer] | None = None,
+                 registry: nm.NameRegistry | None = None,
+                 pending: dict[tuple[int, int], int] | None = None, next_peer_id: int = 1,
+                 next_unique: int = 1, serial: int = 0) -> None:
+        self.bus_id = bus_id
+        self.uid = uid
+        self.pid = pid
+        self.machine_id = machine_id
+        self.peers: dict[int, Peer] = {} if peers is None else peers
+        self.by_unique: dict[str, Peer] = {} if by_unique is None else by_unique  # derived
+        self.registry = nm.NameRegistry() if registry is None else registry
+        # (caller, serial) -> callee
+        self.pending: dict[tuple[int, int], int] = {} if pending is None else pending
+        self.next_peer_id = next_peer_id
+        self.next_unique = next_unique
+        self.serial = serial
+        # derived indexes, rebuilt by rebuild_indexes()
+        self.rules_by_interface: dict[str | None, list[tuple[Peer, MatchRule]]] = {}
+        self.eavesdroppers: list[tuple[Peer, MatchRule]] = []
+        self.monitors: list[Peer] = []
+        # output for the io layer
+        self.dirty: set[Peer] = set()
+        self.doomed: dict[Peer, str] = {}
+        self.fds_to_close: list[int] = []
+        # method handlers: the driver, and services the supervisor owns
+        self.driver: Handler | None = None
+        self.services: dict[str, Handler] = {}
+        self.stats: dict[str, int] = {}
+        # hooks set by the supervisor: activation, policy and configuration reload
+        self.activator: Any = None
+        self.name_hooks: list[Callable[[str, str, str], None]] = []
+        self.policy_can_own: Callable[[Peer, str], bool] | None = None
+        # the configured security policy (a PolicyChecker); None (no --config) allows
+        # everything. Held through an interface so that a bus without a policy never
+        # imports the engine.
+        self.policy: Any = None
+        self.connect_check: Callable[[Peer], bool] | None = None
+        self.reload_config: Callable[[], str | None] | None = None
+        # the effective bounds (bootbus.bus.quota's defaults or the configuration's
+        # <limit>s), and per uid the sums over its peers that the per-user bounds limit
+        # (derived)
+        self.limits = Limits()
+        self.users: dict[int, UserUsage] = {}
 
     # -- peers -------------------------------------------------------------
     def add_peer(self, uid: int, pid: int, gids: tuple[int, ...] = (),

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import click
 
+from ..plain import Fields, as_dict
 from ..wire.errors import SignatureError
 from ..wire.signature import split_signature
 
@@ -91,6 +92,8 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if isinstance(value, (bytes, bytearray, memoryview)):
         return list(bytes(value))
+    if isinstance(value, Fields):  # bootbus's record classes (no dataclasses: import cost)
+        return plain(as_dict(value))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return plain(dataclasses.asdict(value))
     return value

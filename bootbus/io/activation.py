@@ -18,7 +18,14 @@ again by the next request for its name, as with dbus-daemon.
 Never: runs Exec through a shell (it is split like dbus-daemon's
 _dbus_shell_parse_argv, no expansion), blocks on a child or its output,
 reaps a process it did not spawn, or leaks the fds of a queued message.
+
+subprocess (~1.6 ms) is imported where a service is spawned, not on a cold
+start: the daemon imports it once the bus serves
+(bootbus.daemon.import_deferred). Should the root be switched before that, its
+files are gone and the spawn fails as an exec from a deleted root would.
 """
+
+from __future__ import annotations
 
 import binascii
 import functools
@@ -26,19 +33,22 @@ import os
 import pwd
 import shlex
 import signal
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..bus.peer import Peer, PeerState
 # the defaults; the effective values are the bus's limits (a configuration's
 # service_start_timeout and max_pending_service_starts)
 from ..bus.quota import ACTIVATION_TIMEOUT, MAX_PENDING_ACTIVATIONS
 from ..bus.router import Bus, PeerError
+from ..plain import FrozenFields
 from ..wire import message as m
 from ..state.snapshot import ComponentRecord
 from .notify import NOTIFY_ENVIRONMENT
 from .server import Server
+
+if TYPE_CHECKING:
+    import subprocess
 
 GROUP = "D-BUS Service"
 SERVICE_SUFFIX = ".service"
@@ -70,13 +80,23 @@ class ServiceFileError(ValueError):
     """A .service file that cannot describe an activatable service."""
 
 
-@dataclass(frozen=True)
-class ServiceFile:
+class ServiceFile(FrozenFields):
+    __slots__ = _fields = ("name", "exec", "path", "user", "systemd_service")
+
     name: str
     exec: str
     path: str
-    user: str = ""
-    systemd_service: str = ""
+    user: str
+    systemd_service: str
+
+    def __init__(self, name: str, exec: str, path: str, user: str = "",
+                 systemd_service: str = "") -> None:
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "exec", exec)
+        init(self, "path", path)
+        init(self, "user", user)
+        init(self, "systemd_service", systemd_service)
 
     def argv(self) -> list[str]:
         try:
@@ -135,19 +155,21 @@ def load_service_dirs(dirs: Iterable[str], log: Logger) -> dict[str, ServiceFile
     return services
 
 
-@dataclass(eq=False)
 class Child:
-    name: str
-    pid: int
-    pidfd: int
-    output: int
-    proc: "subprocess.Popen[bytes] | None" = None  # None once restored after a re-exec
-    returncode: int | None = None
-    partial: bytes = b""
-    owned: bool = False
-    # the process that may reap it: a twin serving during a handover (see
-    # bootbus.io.reexec) is not the parent of the children it inherited
-    parent: int = field(default_factory=os.getpid)
+    def __init__(self, name: str, pid: int, pidfd: int, output: int,
+                 proc: subprocess.Popen[bytes] | None = None, returncode: int | None = None,
+                 partial: bytes = b"", owned: bool = False, parent: int | None = None) -> None:
+        self.name = name
+        self.pid = pid
+        self.pidfd = pidfd
+        self.output = output
+        self.proc = proc  # None once restored after a re-exec
+        self.returncode = returncode
+        self.partial = partial
+        self.owned = owned
+        # the process that may reap it: a twin serving during a handover (see
+        # bootbus.io.reexec) is not the parent of the children it inherited
+        self.parent = os.getpid() if parent is None else parent
 
     def poll(self) -> int | None:
         """Reap the child if it exited; its exit code (negative: signal), or None."""
@@ -166,13 +188,16 @@ class Child:
         return self.returncode
 
 
-@dataclass(eq=False)
 class Activation:
-    service: ServiceFile
-    deadline: float
-    starters: list[tuple[Peer, m.Message]] = field(default_factory=list)
-    queued: list[tuple[Peer, m.Message]] = field(default_factory=list)
-    child: Child | None = None
+    def __init__(self, service: ServiceFile, deadline: float,
+                 starters: list[tuple[Peer, m.Message]] | None = None,
+                 queued: list[tuple[Peer, m.Message]] | None = None,
+                 child: Child | None = None) -> None:
+        self.service = service
+        self.deadline = deadline
+        self.starters: list[tuple[Peer, m.Message]] = [] if starters is None else starters
+        self.queued: list[tuple[Peer, m.Message]] = [] if queued is None else queued
+        self.child = child
 
 
 class Activator:
@@ -257,7 +282,7 @@ class Activator:
             return activation
         try:
             activation.child = self._spawn(service)
-        except (OSError, ServiceFileError, KeyError) as exc:
+        except (OSError, ServiceFileError, KeyError, ImportError) as exc:
             text = f"Failed to execute program {service.exec}: {_reason(exc)}"
             self.log(3, f"activation of {name} failed: {text}", NAME=name,
                      SERVICE_FILE=service.path)
@@ -295,6 +320,7 @@ class Activator:
         if service.user and os.geteuid() == 0:
             entry = pwd.getpwnam(service.user)  # KeyError: an unknown user
             user, group = entry.pw_uid, entry.pw_gid
+        import subprocess  # see the module docstring
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=wfd, stderr=wfd,

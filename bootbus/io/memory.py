@@ -3,12 +3,17 @@
 Owns: one call to glibc's malloc_trim(3). A peer that stopped reading can
 make the bus queue up to its byte cap (128 MiB) in many small buffers; when
 that peer is disconnected the buffers are freed, but glibc keeps the pages in
-its heap unless asked, so the bus's RSS would stay high. ctypes is already
-loaded by the device monitor (pyudev), so this costs nothing at start-up.
+its heap unless asked, so the bus's RSS would stay high. Also owns glibc's
+malloc tuning (mallopt(3)), set by `tune_malloc` before any thread starts.
+
+ctypes costs ~1.5 ms to import and libc's handle more to open, which a cold
+start need not spend before its first Hello: the daemon calls `tune_malloc`
+once it serves, before the device monitor's thread starts (and before a
+restore). A `release_free_memory` before then tunes first.
 """
 
-import ctypes
 import gc
+from typing import Any
 
 TRIM_AFTER_BYTES = 1024 * 1024  # dropped queues smaller than this are not worth a trim
 # Allocations from this size up go straight to mmap and back to the kernel when freed.
@@ -22,21 +27,32 @@ M_ARENA_MAX = -8
 # own, whose pages stay resident after the thread is gone.
 ARENA_MAX = 1
 
-_libc: ctypes.CDLL | None
-try:
-    # the soname, not ctypes.util.find_library: that runs ldconfig in a subprocess
-    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    _trim = _libc.malloc_trim
-    _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    _libc.mallopt(M_ARENA_MAX, ARENA_MAX)
-except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-    _libc = None
+_tuned = False
+_trim: Any = None  # glibc's malloc_trim, once tune_malloc found it
+
+
+def tune_malloc() -> bool:
+    """Set glibc's mmap threshold and arena count (once); False where the libc cannot."""
+    global _tuned, _trim
+    if not _tuned:
+        _tuned = True
+        try:
+            import ctypes
+            # the soname, not ctypes.util.find_library: that runs ldconfig in a subprocess
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            trim = libc.malloc_trim
+            libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            libc.mallopt(M_ARENA_MAX, ARENA_MAX)
+        except (ImportError, OSError, AttributeError):  # not glibc (musl: no malloc_trim)
+            return False
+        _trim = trim
+    return _trim is not None
 
 
 def release_free_memory() -> bool:
     """Collect cyclic garbage, then return freed heap pages to the kernel; False where
     the libc cannot. Called only after a big queue or a connection flood went away."""
     gc.collect()
-    if _libc is None:
+    if not tune_malloc():
         return False
     return bool(_trim(0))

@@ -19,7 +19,6 @@ import stat
 import struct
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NoReturn
 
 import bootbus
@@ -65,12 +64,13 @@ def argv0(initramfs: bool = False) -> str:
     return "bootbus"
 
 
-@dataclass
 class ExecPlan:
-    interpreter: str
-    argv: list[str]
-    env: dict[str, str]
-    root_fd: int | None = None  # pivot into this directory (O_PATH fd) before exec
+    def __init__(self, interpreter: str, argv: list[str], env: dict[str, str],
+                 root_fd: int | None = None) -> None:
+        self.interpreter = interpreter
+        self.argv = argv
+        self.env = env
+        self.root_fd = root_fd  # pivot into this directory (O_PATH fd) before exec
 
 
 def plan(restore_fd: int, daemon_args: Sequence[str], listeners: list[tuple[int, str, str | None]],
@@ -113,10 +113,10 @@ def preflight_argv(target: ExecPlan) -> list[str]:
     return [target.argv[0], "-c", DAEMON_MAIN, "--preflight", version]
 
 
-@dataclass
 class Preflight:
-    pid: int
-    output_fd: int  # non-blocking read end of the child's stdout and stderr
+    def __init__(self, pid: int, output_fd: int) -> None:
+        self.pid = pid
+        self.output_fd = output_fd  # non-blocking read end of the child's stdout and stderr
 
 
 def start_preflight(target: ExecPlan) -> Preflight:
@@ -285,20 +285,23 @@ class HandoverError(Exception):
     pass
 
 
-@dataclass
 class Twin:
     """The twin's side of a handover: the socket to the new image."""
-    sock: socket.socket
-    parent: int  # the bus's PID, now running the new image
+
+    def __init__(self, sock: socket.socket, parent: int) -> None:
+        self.sock = sock
+        self.parent = parent  # the bus's PID, now running the new image
 
 
 def become_subreaper() -> bool:
     """Services a twin spawned must end up our children (kept across exec)."""
-    import ctypes  # loaded already by bootbus.io.memory
     try:
+        # loaded by bootbus.io.memory.tune_malloc once the bus served; an ImportError
+        # only if the root was switched before that (its files are gone)
+        import ctypes
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return False
 
 

@@ -17,7 +17,6 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..bus.peer import OutFrame, Peer, PeerState
 from ..bus.router import Bus, PeerError
@@ -51,12 +50,15 @@ _SOL_SOCKET = int(socket.SOL_SOCKET)
 _SCM_RIGHTS = int(socket.SCM_RIGHTS)
 
 
-@dataclass(eq=False, slots=True)
 class Connection:
-    sock: socket.socket
-    peer: Peer
-    events: int = _IN
-    deadline: float = 0.0  # authentication deadline (monotonic), 0 once authenticated
+    __slots__ = ("sock", "peer", "events", "deadline")
+
+    def __init__(self, sock: socket.socket, peer: Peer, events: int = _IN,
+                 deadline: float = 0.0) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.events = events
+        self.deadline = deadline  # authentication deadline (monotonic), 0 once authenticated
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, tuple[int, ...], str | None]:

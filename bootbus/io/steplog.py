@@ -22,13 +22,13 @@ destination raise out of `log()`: logging must not take the bus down.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
+
+from ..plain import FrozenFields
 
 # syslog priorities (RFC 5424 severities), as journald and /dev/kmsg use them.
 LOG_EMERG = 0
@@ -99,15 +99,38 @@ class SystemClock:
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(FrozenFields):
+    """One step; read-only, equal to a record with the same values."""
+
+    __slots__ = _fields = ("seq", "realtime_usec", "monotonic_usec", "phase", "priority",
+                           "message", "fields")
+
     seq: int
     realtime_usec: int
     monotonic_usec: int
     phase: str
     priority: int
     message: str
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str]
+
+    def __init__(self, seq: int, realtime_usec: int, monotonic_usec: int, phase: str,
+                 priority: int, message: str, fields: dict[str, str] | None = None) -> None:
+        init = object.__setattr__
+        init(self, "seq", seq)
+        init(self, "realtime_usec", realtime_usec)
+        init(self, "monotonic_usec", monotonic_usec)
+        init(self, "phase", phase)
+        init(self, "priority", priority)
+        init(self, "message", message)
+        init(self, "fields", {} if fields is None else fields)
+
+    def replace(self, *, phase: str | None = None, message: str | None = None,
+                fields: dict[str, str] | None = None) -> Record:
+        """A copy with the given values changed (what fit_record clips)."""
+        return Record(self.seq, self.realtime_usec, self.monotonic_usec,
+                      self.phase if phase is None else phase, self.priority,
+                      self.message if message is None else message,
+                      self.fields if fields is None else fields)
 
     def to_line(self) -> bytes:
         """One JSON line; `seq` comes first so readers can skip without parsing."""
@@ -339,14 +362,12 @@ def fit_record(record: Record, max_bytes: int = RECORD_MAX_BYTES) -> tuple[Recor
         longest = max(fields, key=lambda k: len(fields[k]), default=None)
         if longest is not None and len(fields[longest]) > len(record.message):
             fields[longest] = _clip(fields[longest], len(fields[longest]) // 2)
-            record = dataclasses.replace(record, fields=fields)
+            record = record.replace(fields=fields)
         elif len(record.message) > 1:
-            record = dataclasses.replace(
-                record, message=_clip(record.message, len(record.message) // 2)
-            )
+            record = record.replace(message=_clip(record.message, len(record.message) // 2))
         else:  # only names and the phase are left long: drop fields from the end
             fields.pop(next(reversed(fields)), None)
-            record = dataclasses.replace(record, fields=fields, phase=_clip(record.phase, 64))
+            record = record.replace(fields=fields, phase=_clip(record.phase, 64))
         line = record.to_line()
     return record, line
 
@@ -567,14 +588,23 @@ def _last_seq_in(path: str) -> int:
 # -- reading -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RecordFilter:
+class RecordFilter(FrozenFields):
     """What `bootbusctl log` asks for; the defaults match everything."""
 
-    max_priority: int = LOG_DEBUG
-    phases: frozenset[str] | None = None
-    since_realtime_usec: int | None = None
-    after_seq: int = 0
+    __slots__ = _fields = ("max_priority", "phases", "since_realtime_usec", "after_seq")
+
+    max_priority: int
+    phases: frozenset[str] | None
+    since_realtime_usec: int | None
+    after_seq: int
+
+    def __init__(self, max_priority: int = LOG_DEBUG, phases: frozenset[str] | None = None,
+                 since_realtime_usec: int | None = None, after_seq: int = 0) -> None:
+        init = object.__setattr__
+        init(self, "max_priority", max_priority)
+        init(self, "phases", phases)
+        init(self, "since_realtime_usec", since_realtime_usec)
+        init(self, "after_seq", after_seq)
 
     def matches(self, record: Record) -> bool:
         return (

@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
 from typing import TypeVar
 
+from ..plain import Fields, FrozenFields, as_dict, replace
 from .steplog import Clock, Record, SystemClock
 
 SUMMARY_FILENAME = "summary.json"
@@ -52,65 +52,89 @@ class SummaryError(Exception):
     """No summary to read (missing, unreadable, not JSON)."""
 
 
-@dataclass
-class ConnectionSummary:
-    unique_name: str
-    pid: int | None = None
-    comm: str = ""
-    uid: int | None = None
-    names: list[str] = field(default_factory=list)
-    match_count: int = 0
-    queued_bytes: int = 0
-    queued_messages: int = 0
+class ConnectionSummary(Fields):
+    _fields = ("unique_name", "pid", "comm", "uid", "names", "match_count", "queued_bytes",
+               "queued_messages")
+
+    def __init__(self, unique_name: str, pid: int | None = None, comm: str = "",
+                 uid: int | None = None, names: list[str] | None = None, match_count: int = 0,
+                 queued_bytes: int = 0, queued_messages: int = 0) -> None:
+        self.unique_name = unique_name
+        self.pid = pid
+        self.comm = comm
+        self.uid = uid
+        self.names: list[str] = [] if names is None else names
+        self.match_count = match_count
+        self.queued_bytes = queued_bytes
+        self.queued_messages = queued_messages
 
 
-@dataclass
-class NameSummary:
-    name: str
-    owner: str
-    # Connections waiting for the name (D-Bus name queue), first ones listed.
-    queue_depth: int = 0
-    queued: list[str] = field(default_factory=list)
+class NameSummary(Fields):
+    _fields = ("name", "owner", "queue_depth", "queued")
+
+    def __init__(self, name: str, owner: str, queue_depth: int = 0,
+                 queued: list[str] | None = None) -> None:
+        self.name = name
+        self.owner = owner
+        # Connections waiting for the name (D-Bus name queue), first ones listed.
+        self.queue_depth = queue_depth
+        self.queued: list[str] = [] if queued is None else queued
 
 
-@dataclass
-class ErrorSummary:
-    realtime_usec: int
-    message: str
-    seq: int = 0
-    phase: str = ""
-    priority: int = 3
+class ErrorSummary(Fields):
+    _fields = ("realtime_usec", "message", "seq", "phase", "priority")
+
+    def __init__(self, realtime_usec: int, message: str, seq: int = 0, phase: str = "",
+                 priority: int = 3) -> None:
+        self.realtime_usec = realtime_usec
+        self.message = message
+        self.seq = seq
+        self.phase = phase
+        self.priority = priority
 
     @classmethod
     def from_record(cls, record: Record) -> ErrorSummary:
         return cls(record.realtime_usec, record.message, record.seq, record.phase, record.priority)
 
 
-@dataclass
-class Summary:
+class Summary(Fields):
     """The daemon fills the bus state; the writer stamps the process identity."""
 
-    phase: str = ""
-    state: str = "running"
-    generation: int = 0  # re-execs so far
-    pivots: int = 0
-    started_realtime_usec: int = 0  # first start, kept across re-exec
-    started_monotonic_usec: int = 0
-    addresses: list[str] = field(default_factory=list)
-    connections: list[ConnectionSummary] = field(default_factory=list)
-    connection_count: int = 0  # all of them, also when the list is clipped
-    names: list[NameSummary] = field(default_factory=list)
-    name_count: int = 0
-    last_errors: list[ErrorSummary] = field(default_factory=list)
-    version: int = SUMMARY_VERSION
-    pid: int = 0
-    process_start_ticks: int | None = None
-    written_realtime_usec: int = 0
-    written_monotonic_usec: int = 0
-    write_count: int = 0
+    _fields = ("phase", "state", "generation", "pivots", "started_realtime_usec",
+               "started_monotonic_usec", "addresses", "connections", "connection_count",
+               "names", "name_count", "last_errors", "version", "pid", "process_start_ticks",
+               "written_realtime_usec", "written_monotonic_usec", "write_count")
+
+    def __init__(self, phase: str = "", state: str = "running", generation: int = 0,
+                 pivots: int = 0, started_realtime_usec: int = 0,
+                 started_monotonic_usec: int = 0, addresses: list[str] | None = None,
+                 connections: list[ConnectionSummary] | None = None, connection_count: int = 0,
+                 names: list[NameSummary] | None = None, name_count: int = 0,
+                 last_errors: list[ErrorSummary] | None = None, version: int = SUMMARY_VERSION,
+                 pid: int = 0, process_start_ticks: int | None = None,
+                 written_realtime_usec: int = 0, written_monotonic_usec: int = 0,
+                 write_count: int = 0) -> None:
+        self.phase = phase
+        self.state = state
+        self.generation = generation  # re-execs so far
+        self.pivots = pivots
+        self.started_realtime_usec = started_realtime_usec  # first start, kept across re-exec
+        self.started_monotonic_usec = started_monotonic_usec
+        self.addresses: list[str] = [] if addresses is None else addresses
+        self.connections: list[ConnectionSummary] = [] if connections is None else connections
+        self.connection_count = connection_count  # all of them, also when the list is clipped
+        self.names: list[NameSummary] = [] if names is None else names
+        self.name_count = name_count
+        self.last_errors: list[ErrorSummary] = [] if last_errors is None else last_errors
+        self.version = version
+        self.pid = pid
+        self.process_start_ticks = process_start_ticks
+        self.written_realtime_usec = written_realtime_usec
+        self.written_monotonic_usec = written_monotonic_usec
+        self.write_count = write_count
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+        return json.dumps(as_dict(self), separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 
 
 def summary_path(runtime_dir: str | os.PathLike[str]) -> str:
@@ -259,11 +283,18 @@ class SummaryWriter:
 # -- reading --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SummaryView:
+class SummaryView(FrozenFields):
+    __slots__ = _fields = ("summary", "online", "reason")
+
     summary: Summary
     online: bool
     reason: str  # one line saying why it is (not) online
+
+    def __init__(self, summary: Summary, online: bool, reason: str) -> None:
+        init = object.__setattr__
+        init(self, "summary", summary)
+        init(self, "online", online)
+        init(self, "reason", reason)
 
 
 def read_summary(runtime_dir: str | os.PathLike[str], *, proc_root: str = "/proc") -> SummaryView:

@@ -18,10 +18,9 @@ it comes, and a preflight that hangs is killed after PREFLIGHT_TIMEOUT.
 """
 
 import os
-import threading
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..bus.peer import Peer
@@ -90,44 +89,54 @@ def _pid1_root(proc_fd: int | None) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-@dataclass
 class Supervisor:
-    bus: Bus
-    server: Server
-    listeners: list[Listener]
-    daemon_args: list[str]
-    log: Logger = _silent
-    phase: str = field(default_factory=detect_phase)
-    generation: int = 1
-    started_at: float = field(default_factory=time.time)
-    pivots: list[dict[str, Any]] = field(default_factory=list)
-    answer_after_exec: list[tuple[int, int]] = field(default_factory=list)  # (peer id, serial)
-    prepared_root: int | None = None
-    prepared_path: str = ""
-    exec_target: reexec.ExecPlan | None = None
-    exec_phase: str = ""
-    preflight: reexec.Preflight | None = None
-    preflight_output: bytes = b""
-    pivot_path: str = ""
-    ready: bool = False  # preflight passed: exec at the end of this loop iteration
-    handover: bool = False  # the preflight said the target takes a twin handover
-    twin: reexec.Twin | None = None  # set in the twin while it serves for the new image
-    _subreaper: bool = False
-    _phase_before_exec: str = ""
-    _waiting: list[tuple[int, int]] = field(default_factory=list)
-    _preflight_deadline: float = 0.0
-    _pid1_root: tuple[int, int] | None = None
-    _proc_fd: int | None = None
-    _next_root_check: float = 0.0
-    on_before_exec: list[Callable[[], None]] = field(default_factory=list)
-    # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
-    on_exec_failed: list[Callable[[str], None]] = field(default_factory=list)
-    # just before this image execs, or a twin exits after the handover: write out
-    # what is buffered (the echo of the log on stderr)
-    before_leaving: list[Callable[[], None]] = field(default_factory=list)
-    components: dict[str, Component] = field(default_factory=dict)
-    # records of the previous image for components not attached (yet): by component name
-    _unclaimed: dict[str, list[ComponentRecord]] = field(default_factory=dict)
+    def __init__(self, bus: Bus, server: Server, listeners: list[Listener],
+                 daemon_args: list[str], log: Logger = _silent, phase: str | None = None,
+                 generation: int = 1, started_at: float | None = None,
+                 pivots: list[dict[str, Any]] | None = None,
+                 answer_after_exec: list[tuple[int, int]] | None = None) -> None:
+        self.bus = bus
+        self.server = server
+        self.listeners = listeners
+        self.daemon_args = daemon_args
+        self.log = log
+        self.phase = detect_phase() if phase is None else phase
+        self.generation = generation
+        self.started_at = time.time() if started_at is None else started_at
+        self.pivots: list[dict[str, Any]] = [] if pivots is None else pivots
+        # (peer id, serial)
+        self.answer_after_exec: list[tuple[int, int]] = (
+            [] if answer_after_exec is None else answer_after_exec)
+        self.prepared_root: int | None = None
+        self.prepared_path = ""
+        self.exec_target: reexec.ExecPlan | None = None
+        self.exec_phase = ""
+        self.preflight: reexec.Preflight | None = None
+        self.preflight_output = b""
+        self.pivot_path = ""
+        self.ready = False  # preflight passed: exec at the end of this loop iteration
+        self.handover = False  # the preflight said the target takes a twin handover
+        # set in the twin while it serves for the new image
+        self.twin: reexec.Twin | None = None
+        self._subreaper = False
+        self._phase_before_exec = ""
+        self._waiting: list[tuple[int, int]] = []
+        self._preflight_deadline = 0.0
+        self._pid1_root: tuple[int, int] | None = None
+        self._proc_fd: int | None = None
+        self._next_root_check = 0.0
+        # a re-exec was asked for, its preflight is about to start (the daemon loads what
+        # it deferred: that image's state must cross the re-exec)
+        self.on_reexec_requested: list[Callable[[], None]] = []
+        self.on_before_exec: list[Callable[[], None]] = []
+        # the exec failed after on_before_exec ran: undo what they did (e.g. READY=1 again)
+        self.on_exec_failed: list[Callable[[str], None]] = []
+        # just before this image execs, or a twin exits after the handover: write out
+        # what is buffered (the echo of the log on stderr)
+        self.before_leaving: list[Callable[[], None]] = []
+        self.components: dict[str, Component] = {}
+        # records of the previous image for components not attached (yet): by component name
+        self._unclaimed: dict[str, list[ComponentRecord]] = {}
 
     def install(self) -> None:
         self.bus.services[SERVICE] = self.handle
@@ -336,6 +345,8 @@ class Supervisor:
         self.pivot_path = newroot
         self.log(6, f"re-exec requested (phase {phase}{', root ' + newroot if newroot else ''}),"
                  " running preflight", TARGET=target.interpreter)
+        for hook in self.on_reexec_requested:
+            hook()
         self.exec_target = target
         try:
             self.preflight = reexec.start_preflight(target)
@@ -438,8 +449,11 @@ class Supervisor:
         previous_phase = self._phase_before_exec = self.phase
         self.phase = self.exec_phase
         target.env["BOOTBUS_EXEC_STARTED"] = repr(time.monotonic())
+        # threading is not imported on a cold start (~0.7 ms): without it, no
+        # thread runs (the device monitor imports it to start one)
+        threading = sys.modules.get("threading")
         if (self.handover and os.environ.get(REEXEC_MODE_ENV) != "direct"
-                and threading.active_count() == 1):
+                and (threading is None or threading.active_count() == 1)):
             # threads do not survive fork: with one running (the first device
             # enumeration), the twin could wait on its lock forever
             outcome = self._exec_with_twin(target)

@@ -20,13 +20,13 @@ Never touches an fd or a file: the io layer writes the bytes to a memfd.
 import binascii
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..bus import names as nm
 from ..bus.match import MatchRuleError, parse_rule
 from ..bus.peer import OutFrame, Peer, PeerState, SharedFds
 from ..bus.router import Bus
+from ..plain import Fields
 from ..wire.framer import Framer
 from ..wire.sasl import SaslServer, State
 
@@ -54,36 +54,47 @@ class SnapshotError(Exception):
     """The snapshot cannot be restored; nothing of it may be used."""
 
 
-@dataclass
-class ListenerRecord:
-    fd: int
-    address: str
-    path: str | None
+class ListenerRecord(Fields):
+    _fields = ("fd", "address", "path")
+
+    def __init__(self, fd: int, address: str, path: str | None) -> None:
+        self.fd = fd
+        self.address = address
+        self.path = path
 
 
-@dataclass
-class ComponentRecord:
+class ComponentRecord(Fields):
     """One record of an io component's own state (activation, devices), opaque here.
 
     ``fds`` maps the component's names for its fds to fd numbers: the running
     image's numbers when encoding, the inherited ones after decoding.
     """
-    component: str
-    kind: str
-    data: dict[str, Any]
-    fds: dict[str, int] = field(default_factory=dict)
+
+    _fields = ("component", "kind", "data", "fds")
+
+    def __init__(self, component: str, kind: str, data: dict[str, Any],
+                 fds: dict[str, int] | None = None) -> None:
+        self.component = component
+        self.kind = kind
+        self.data = data
+        self.fds: dict[str, int] = {} if fds is None else fds
 
 
-@dataclass
 class Restored:
-    bus: Bus
-    conn_fds: dict[int, int]  # peer id -> socket fd
-    listeners: list[ListenerRecord]
-    supervisor: dict[str, Any]
-    auth_deadlines: dict[int, float]
-    version: tuple[int, int]
-    fds: list[int] = field(default_factory=list)  # the header's table: every fd inherited
-    skipped: list[str] = field(default_factory=list)
+    """What `decode` gives back: the bus and what the io layer must adopt."""
+
+    def __init__(self, bus: Bus, conn_fds: dict[int, int], listeners: list[ListenerRecord],
+                 supervisor: dict[str, Any], auth_deadlines: dict[int, float],
+                 version: tuple[int, int], fds: list[int] | None = None,
+                 skipped: list[str] | None = None) -> None:
+        self.bus = bus
+        self.conn_fds = conn_fds  # peer id -> socket fd
+        self.listeners = listeners
+        self.supervisor = supervisor
+        self.auth_deadlines = auth_deadlines
+        self.version = version
+        self.fds: list[int] = [] if fds is None else fds  # the header's table: every fd inherited
+        self.skipped: list[str] = [] if skipped is None else skipped
 
 
 def _b64(data: bytes | bytearray) -> str:

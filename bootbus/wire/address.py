@@ -4,17 +4,21 @@ Owns: parsing and formatting addresses with the specification's %-escaping.
 Never opens a socket; the io layer turns parsed addresses into listeners.
 """
 
-from dataclasses import dataclass
-
+from ..plain import FrozenFields
 from .errors import AddressError
 
 _OPTIONALLY_ESCAPED = "-_/.\\*"  # characters the spec lets appear unescaped (plus alnum)
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(FrozenFields):
+    __slots__ = _fields = ("transport", "params")
+
     transport: str
     params: tuple[tuple[str, str], ...]
+
+    def __init__(self, transport: str, params: tuple[tuple[str, str], ...]) -> None:
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "params", params)
 
     def get(self, key: str) -> str | None:
         for k, v in self.params:

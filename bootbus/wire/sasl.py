@@ -17,7 +17,6 @@ Rules it keeps:
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .errors import AuthError
 
@@ -34,19 +33,24 @@ class State(enum.Enum):
     DONE = "done"
 
 
-@dataclass
 class SaslServer:
     """Feed bytes with :meth:`feed`; send what it returns; stop at ``state == DONE``."""
 
-    peer_uid: int
-    guid: str
-    allow_unix_fd: bool = True
-    state: State = State.WAIT_NUL
-    buf: bytes = b""
-    commands: int = 0
-    unix_fd: bool = False
-    uid: int | None = None
-    leftover: bytes = field(default=b"", repr=False)
+    __slots__ = ("peer_uid", "guid", "allow_unix_fd", "state", "buf", "commands", "unix_fd",
+                 "uid", "leftover")
+
+    def __init__(self, peer_uid: int, guid: str, allow_unix_fd: bool = True,
+                 state: State = State.WAIT_NUL, buf: bytes = b"", commands: int = 0,
+                 unix_fd: bool = False, uid: int | None = None, leftover: bytes = b"") -> None:
+        self.peer_uid = peer_uid
+        self.guid = guid
+        self.allow_unix_fd = allow_unix_fd
+        self.state = state
+        self.buf = buf
+        self.commands = commands
+        self.unix_fd = unix_fd
+        self.uid = uid
+        self.leftover = leftover
 
     def feed(self, data: bytes) -> bytes:
         """Consume input; return the reply lines to send. Raises AuthError to disconnect."""

@@ -37,6 +37,10 @@ def test_twenty_reexecs_under_load() -> None:
         load = Load(daemon.address)
         try:
             load.start()
+            # the first image enumerates devices in a background thread once it serves; a
+            # re-exec while that runs cannot use the twin (threads do not survive fork)
+            if "device monitor listening" in daemon.wait_log("device monitor"):
+                daemon.wait_log("devices enumerated")
             rss: list[int] = []
             fd_counts: list[int] = []
             for number in range(REEXECS):
