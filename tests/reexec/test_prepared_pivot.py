@@ -37,4 +37,7 @@ def test_prepared_pivot_survives_reexec() -> None:
         status = daemon.status(control)
         assert status["Generation"] == 3 and status["Pivots"] == 1
         assert status["PID"] == daemon.pid
+        if "device monitor listening" in daemon.log():
+            # the new image's enumeration thread holds "/" for a moment, as above
+            daemon.wait_log("devices re-enumerated after the re-exec", 2)
         assert "/" not in harness.open_fds(daemon.pid).values()  # used up by the pivot
