@@ -32,7 +32,8 @@ FANOUT_NOT_MATCHING = 8
 FANOUT_WINDOW = 256  # signals in flight from the emitter: enough that the broker never idles
 CONNECT_CONCURRENCY = 8
 REEXEC_TIMEOUT_S = 30.0
-IDLE_SETTLE_S = 0.2  # let a fresh broker finish its startup work before reading RSS
+IDLE_SETTLE_S = 1.0  # let a fresh broker finish its startup work (bootbus: the device
+# monitor loads 50 ms after start and enumerates in a thread) before reading RSS
 
 
 @dataclass(frozen=True)
