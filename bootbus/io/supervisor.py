@@ -446,7 +446,7 @@ class Supervisor:
         if target.root_fd is not None:
             self.pivots.append({"from_phase": self.phase, "to_phase": self.exec_phase,
                                 "root": self.pivot_path, "at": time.time()})
-        previous_phase = self._phase_before_exec = self.phase
+        self._phase_before_exec = self.phase
         self.phase = self.exec_phase
         target.env["BOOTBUS_EXEC_STARTED"] = repr(time.monotonic())
         # threading is not imported on a cold start (~0.7 ms): without it, no
@@ -462,11 +462,15 @@ class Supervisor:
             error = outcome
         else:
             error = self._exec_direct(target, t0)
-        self.phase = previous_phase
-        if target.root_fd is not None:
+        self._exec_abandoned(f"exec of {target.interpreter} failed: {error}")
+
+    def _exec_abandoned(self, reason: str) -> None:
+        """Undo what _exec recorded for the next image; this one serves on."""
+        target = self.exec_target
+        self.phase = self._phase_before_exec
+        if target is not None and target.root_fd is not None:
             self.pivots.pop()
         self.answer_after_exec = []
-        reason = f"exec of {target.interpreter} failed: {error}"
         for failed in self.on_exec_failed:
             failed(reason)
         self._fail(reason)
@@ -561,17 +565,10 @@ class Supervisor:
         self.server.remove_fd(twin.sock.fileno())
         twin.sock.close()
         self.twin = None
-        target = self.exec_target
         reason = (f"the new image (pid {twin.parent}) ended before taking over; the bus "
                   f"serves on from its twin, pid {os.getpid()}")
-        self.phase = self._phase_before_exec
-        if target is not None and target.root_fd is not None:
-            self.pivots.pop()
-        self.answer_after_exec = []
-        for failed in self.on_exec_failed:
-            failed(reason)
         self.log(2, reason, REASON=reason)
-        self._fail(reason)
+        self._exec_abandoned(reason)
 
     # -- replies ------------------------------------------------------------------
     def _reply(self, peer: Peer, serial: int) -> None:
