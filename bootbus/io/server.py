@@ -90,6 +90,7 @@ class Server:
         self.conns: dict[int, Connection] = {}
         self._read_buffer = bytearray(READ_SIZE)  # shared: every read is copied out at once
         self._read_view = memoryview(self._read_buffer)
+        self._read_into = [self._read_buffer]  # recvmsg_into's buffer list, made once
         self.by_peer: dict[int, Connection] = {}
         self.authenticating: dict[Connection, None] = {}  # in deadline order
         self.incomplete_by_uid: dict[int, int] = {}
@@ -313,8 +314,8 @@ class Server:
 
     def _read(self, conn: Connection) -> None:
         try:
-            size, ancdata, flags, _ = conn.sock.recvmsg_into([self._read_buffer],
-                                                              ANCILLARY_SIZE, _CMSG_CLOEXEC)
+            size, ancdata, flags, _ = conn.sock.recvmsg_into(self._read_into, ANCILLARY_SIZE,
+                                                              _CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -395,10 +396,12 @@ class Server:
         queue = peer.outq
         sock = conn.sock
         if len(queue) == 1 and queue[0].fds is None:
-            # The common case (one reply, one forwarded call): no gathering to do.
+            # The common case (one reply, one forwarded call): no gathering to do, and
+            # mostly one buffer, which send() writes for less than sendmsg().
             frame = queue[0]
+            one = frame.bufs
             try:
-                sent = sock.sendmsg(frame.bufs)
+                sent = sock.send(one[0]) if len(one) == 1 else sock.sendmsg(one)
             except (BlockingIOError, InterruptedError):
                 self._want_write(conn, True)
                 return
