@@ -387,6 +387,46 @@ def _u32_field(code: int, value: int, u32: struct.Struct) -> bytes:
     return bytes((code, 1, ord("u"), 0)) + u32.pack(value)
 
 
+# Encoded text header fields of the messages the bus builds, padded to 8, with the
+# size of that padding: the bus's name, paths, interfaces and members repeat in every
+# reply and signal, so most are validated and encoded once.
+BUILT_FIELD_CACHE_SIZE = 512
+_BUILT_FIELDS: dict[tuple[int, str, str], tuple[bytes, int]] = {}
+_TEXT_FIELD_TYPES = {FIELD_PATH: ord("o"), FIELD_INTERFACE: ord("s"), FIELD_MEMBER: ord("s"),
+                     FIELD_ERROR_NAME: ord("s"), FIELD_DESTINATION: ord("s"),
+                     FIELD_SENDER: ord("s"), FIELD_SIGNATURE: ord("g")}
+_NOT_TEXT = {FIELD_PATH: "string expected for 'o'", FIELD_SIGNATURE: "signature expected"}
+_NOT_STRING = "string expected for 's'"
+
+
+def _text_field(code: int, text: object, endian: str) -> tuple[bytes, int]:
+    """A header field of type o, s or g, padded to 8, and its padding's size."""
+    if not isinstance(text, str):
+        raise MarshalError(f"{_NOT_TEXT.get(code, _NOT_STRING)}, got {text!r}")
+    key = (code, text, endian)
+    hit = _BUILT_FIELDS.get(key)
+    if hit is not None:
+        return hit
+    sig = _TEXT_FIELD_TYPES[code]
+    if code == FIELD_SIGNATURE:
+        try:
+            split_signature(text)
+            data = text.encode("ascii")
+        except (SignatureError, UnicodeEncodeError) as exc:
+            raise MarshalError(str(exc)) from None
+        field = bytes((FIELD_SIGNATURE, 1, sig, 0, len(data))) + data + b"\0"
+    else:
+        if code == FIELD_PATH:
+            names.check_object_path(text)
+        field = _string_field(code, sig, text, _U32[endian])
+    pad = -len(field) % 8
+    hit = (field + _PADDING[pad], pad)
+    if len(_BUILT_FIELDS) >= BUILT_FIELD_CACHE_SIZE:
+        _BUILT_FIELDS.clear()
+    _BUILT_FIELDS[key] = hit
+    return hit
+
+
 def build(mtype: int, serial: int, *, path: str | None = None, interface: str | None = None,
           member: str | None = None, error_name: str | None = None, reply_serial: int = 0,
           destination: str | None = None, sender: str | None = None, signature: str = "",
@@ -398,51 +438,41 @@ def build(mtype: int, serial: int, *, path: str | None = None, interface: str | 
     alignment is fixed), with the same checks a :class:`Writer` makes: this runs
     for every reply and signal the bus sends, Hello's three included.
     """
+    if not isinstance(signature, str):
+        raise MarshalError(f"signature expected, got {signature!r}")
     if body is None:
         body = marshal(signature, args, endian) if signature else b""
     u32 = _U32.get(endian)
     if u32 is None:
         raise MarshalError(f"unknown byte order {endian!r}")
-    fields: list[bytes] = []
-    if path is not None:
-        if not isinstance(path, str):
-            raise MarshalError(f"string expected for 'o', got {path!r}")
-        names.check_object_path(path)
-        fields.append(_string_field(FIELD_PATH, ord("o"), path, u32))
-    for code, text in ((FIELD_INTERFACE, interface), (FIELD_MEMBER, member),
-                       (FIELD_ERROR_NAME, error_name)):
+    parts = [b"", b""]  # the fixed header's two pieces, filled in last
+    pad = 0  # of the last field: the header's own padding, not part of its length
+    for code, text in ((FIELD_PATH, path), (FIELD_INTERFACE, interface),
+                       (FIELD_MEMBER, member), (FIELD_ERROR_NAME, error_name)):
         if text is not None:
-            if not isinstance(text, str):
-                raise MarshalError(f"string expected for 's', got {text!r}")
-            fields.append(_string_field(code, ord("s"), text, u32))
+            field, pad = _text_field(code, text, endian)
+            parts.append(field)
     if reply_serial:
-        fields.append(_u32_field(FIELD_REPLY_SERIAL, reply_serial, u32))
+        parts.append(_u32_field(FIELD_REPLY_SERIAL, reply_serial, u32))
+        pad = 0
     for code, text in ((FIELD_DESTINATION, destination), (FIELD_SENDER, sender)):
         if text is not None:
-            if not isinstance(text, str):
-                raise MarshalError(f"string expected for 's', got {text!r}")
-            fields.append(_string_field(code, ord("s"), text, u32))
+            field, pad = _text_field(code, text, endian)
+            parts.append(field)
     if signature:
-        if not isinstance(signature, str):
-            raise MarshalError(f"signature expected, got {signature!r}")
-        try:
-            split_signature(signature)
-            data = signature.encode("ascii")
-        except (SignatureError, UnicodeEncodeError) as exc:
-            raise MarshalError(str(exc)) from None
-        fields.append(bytes((FIELD_SIGNATURE, 1, ord("g"), 0, len(data))) + data + b"\0")
+        field, pad = _text_field(FIELD_SIGNATURE, signature, endian)
+        parts.append(field)
     if unix_fds:
-        fields.append(_u32_field(FIELD_UNIX_FDS, unix_fds, u32))
-    padded = [f + bytes(-len(f) % 8) for f in fields]
-    if padded:
-        padded[-1] = fields[-1]  # the header's own padding follows the length
-    header_fields = b"".join(padded)
-    head = (b"l" if endian == LITTLE else b"B") + bytes((mtype, flags, PROTOCOL_VERSION))
+        parts.append(_u32_field(FIELD_UNIX_FDS, unix_fds, u32))
+        pad = 0
+    padded_len = sum(len(part) for part in parts)
+    parts[0] = (b"l" if endian == LITTLE else b"B") + bytes((mtype, flags, PROTOCOL_VERSION))
     try:
-        fixed = u32.pack(len(body)) + u32.pack(serial) + u32.pack(len(header_fields))
+        parts[1] = u32.pack(len(body)) + u32.pack(serial) + u32.pack(padded_len - pad)
     except struct.error as exc:
         raise MarshalError(f"cannot marshal the fixed header: {exc}") from None
-    return b"".join((head, fixed, header_fields, bytes(-len(header_fields) % 8), body))
+    parts.append(body)
+    return b"".join(parts)
 
 
 def sender_field(sender: str, endian: str) -> bytes:
