@@ -160,6 +160,10 @@ class Bus:
             return
         if msg.fds and not peer.unix_fd:
             raise PeerError("fds received on a connection that did not negotiate them")
+        if msg.type > m.SIGNAL:  # a type the spec does not define: well-formed, ignored
+            self._count("unknown_type_ignored")
+            self._release_fds(msg)
+            return
         dest = msg.destination
         if dest == BUS_NAME or (dest is None and msg.type == m.METHOD_CALL
                                 and msg.interface == BUS_NAME):
