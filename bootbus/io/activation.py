@@ -220,7 +220,6 @@ class Activator:
         self.systemd = False
         bus.name_hooks.append(self._name_changed)
         server.add_timer(self._next_deadline, self._expire)
-        server.on_tick.append(self._settle_exits)
         server.on_disconnect.append(self._disconnected)
 
     # -- the driver's interface ---------------------------------------------------
@@ -424,7 +423,13 @@ class Activator:
         self.server.remove_fd(child.pidfd)
         os.close(child.pidfd)
         self.children.pop(child.pidfd, None)
-        self.exited.append(child)  # judged after this iteration's messages are routed
+        self._judge_later(child)
+
+    def _judge_later(self, child: Child) -> None:
+        """Judge an exited child after this iteration's messages are routed."""
+        if not self.exited:
+            self.server.soon.append(self._settle_exits)
+        self.exited.append(child)
 
     def _settle_exits(self) -> None:
         """A child that exited: fail its activation unless its name got an owner meanwhile."""
@@ -525,7 +530,7 @@ class Activator:
         else:  # exited before the exec, not judged yet
             if child.output >= 0:
                 self.server.add_fd(child.output, functools.partial(self._read_output, child))
-            self.exited.append(child)
+            self._judge_later(child)
         return child
 
     def _restore_activation(self, record: ComponentRecord, by_pid: dict[int, Child]) -> None:
