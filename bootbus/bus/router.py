@@ -134,8 +134,8 @@ class Bus:
         peer = self.by_unique.get(name)  # most destinations (every reply) are unique names
         if peer is not None or name.startswith(":"):
             return peer
-        owner = self.registry.owner(name)
-        return self.peers.get(owner) if owner is not None else None
+        queue = self.registry.queues.get(name)  # (registry.owner, inline: every call)
+        return self.peers.get(queue[0].peer) if queue else None
 
     def owns(self, well_known: str, unique: str) -> bool:
         owner = self.registry.owner(well_known)
