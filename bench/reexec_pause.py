@@ -38,9 +38,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bootbus.client import Client, connect_socket  # noqa: E402
-from bootbus.wire import message as m  # noqa: E402
-from bootbus.wire.framer import Framer  # noqa: E402
+from bootbus.client import Client, connect_socket
+from bootbus.wire import message as m
+from bootbus.wire.framer import Framer
 
 PYTHON = "/usr/bin/python3"
 ECHO = "org.bootbus.bench.Echo"

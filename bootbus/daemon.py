@@ -330,7 +330,7 @@ def run(config: Config) -> int:
         # imported before the restore: with a twin serving meanwhile, clients never wait
         # for these imports
         import_deferred()
-        from .io import activation, devices  # noqa: F401
+        from .io import activation, devices
         server, listeners, state = restore(config, bus)
     else:
         listeners = [] if config.address else from_systemd()
