@@ -27,8 +27,15 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bootbus.client import BUS, BUS_PATH, Client
-from bootbus.ctl import (EXIT_BUS, EXIT_OFFLINE_UNAVAILABLE, EXIT_USAGE, LINKTYPE_DBUS,
-                         PCAP_MAGIC, PCAP_SNAPLEN, main)
+from bootbus.ctl import (
+    EXIT_BUS,
+    EXIT_OFFLINE_UNAVAILABLE,
+    EXIT_USAGE,
+    LINKTYPE_DBUS,
+    PCAP_MAGIC,
+    PCAP_SNAPLEN,
+    main,
+)
 from bootbus.io.summary import SummaryError, read_summary
 from bootbus.wire import message as m
 

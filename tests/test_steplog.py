@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakes import FakeClock
 from bootbus.io.steplog import (
     KMSG_BURST,
     KMSG_LINE_MAX_BYTES,
@@ -35,6 +34,7 @@ from bootbus.io.steplog import (
     read_records,
     seq_of_line,
 )
+from fakes import FakeClock
 
 
 class FakeSink:

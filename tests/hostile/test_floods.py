@@ -19,8 +19,14 @@ from typing import Any
 from integration import rawwire as rw
 
 from .conftest import REPEAT_RSS_TOLERANCE_KIB, Target
-from .peers import (NOBODY, THIRD_UID, ForeignUser, assert_disconnected,
-                    assert_served_promptly, registered)
+from .peers import (
+    NOBODY,
+    THIRD_UID,
+    ForeignUser,
+    assert_disconnected,
+    assert_served_promptly,
+    registered,
+)
 from .procstat import PeakSampler
 
 # bootbus's per-user bounds (bootbus/io/server.py), restated so that a change

@@ -18,8 +18,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from jeepney import DBusAddress, HeaderFields, MatchRule, Message, MessageType
-from jeepney import new_error, new_method_call, new_method_return
+from jeepney import (
+    DBusAddress,
+    HeaderFields,
+    MatchRule,
+    Message,
+    MessageType,
+    new_error,
+    new_method_call,
+    new_method_return,
+)
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
 DRIVER = "org.freedesktop.DBus"

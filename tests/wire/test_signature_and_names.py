@@ -7,7 +7,10 @@ import pytest
 from bootbus.wire import names
 from bootbus.wire.errors import NameError_, SignatureError
 from bootbus.wire.signature import (
-    is_single_complete_type, is_valid_signature, split_signature, struct_members,
+    is_single_complete_type,
+    is_valid_signature,
+    split_signature,
+    struct_members,
 )
 
 VALID_SIGNATURES = {
