@@ -19,11 +19,11 @@ from . import __version__
 from .bus import driver
 from .bus.peer import Peer
 from .bus.router import Bus
-from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
+from .io.listen import Listener, from_systemd, listen_all
 from .io.server import Server
-from .io.supervisor import PHASE_INITRAMFS, Supervisor
 from .io.services import SERVICE, InterfaceRouter
+from .io.supervisor import PHASE_INITRAMFS, Supervisor
 from .io.telemetry import LOG_IFACE, Telemetry
 from .state import snapshot
 from .wire.errors import AddressError

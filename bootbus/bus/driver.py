@@ -12,11 +12,11 @@ from typing import Any, Callable
 from ..wire import message as m
 from ..wire.errors import MarshalError, SignatureError
 from ..wire.names import is_bus_name
+from . import introspect
 from . import names as nm
 from .match import MatchRuleError, MatchRuleTooLong, parse_rule
 from .peer import Peer, PeerState
 from .router import BUS_NAME, Bus
-from . import introspect
 
 IFACE = "org.freedesktop.DBus"
 IFACE_MONITORING = "org.freedesktop.DBus.Monitoring"

@@ -10,10 +10,14 @@ from typing import Any, Callable
 
 from ..plain import FrozenFields
 from ..wire import message as m
-from ..wire.signature import split_signature
 from ..wire.names import (
-    is_bus_name, is_interface_name, is_member_name, is_object_path, is_unique_name,
+    is_bus_name,
+    is_interface_name,
+    is_member_name,
+    is_object_path,
+    is_unique_name,
 )
+from ..wire.signature import split_signature
 
 MAX_RULE_LENGTH = 1024  # dbus-daemon's DBUS_MAXIMUM_MATCH_RULE_LENGTH
 MAX_ARG_INDEX = 63  # DBUS_MAXIMUM_MATCH_RULE_ARG_NUMBER
