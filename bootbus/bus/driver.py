@@ -7,7 +7,8 @@ Each method is one row: interface, member, input and output signature and a
 handler that returns the reply's values or raises :class:`DriverError`.
 """
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..wire import message as m
 from ..wire.errors import MarshalError, SignatureError

@@ -6,7 +6,8 @@ rules naming a well-known name are resolved by the caller through a lookup
 function, since ownership changes while the rule stays. Never builds messages.
 """
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..plain import FrozenFields
 from ..wire import message as m
