@@ -73,15 +73,18 @@ class Config:
 # A table and a 30-line loop instead of argparse, which costs 7 ms of a 50 ms
 # start-up budget (measured with python3 -X importtime).
 FLAGS: tuple[tuple[str, str, str], ...] = (
-    ("--address", "value", "D-Bus address(es) to listen on, ';'-separated (default: "
-     "unix:path=RUNTIME_DIR/bus, or the sockets systemd passes)"),
+    ("--address", "value",
+     ("D-Bus address(es) to listen on, ';'-separated (default: "
+      "unix:path=RUNTIME_DIR/bus, or the sockets systemd passes)")),
     ("--runtime-dir", "value", "where bootbus keeps its files (default /run/bootbus as root)"),
     ("--print-address", "flag", "print the address clients should use once listening"),
-    ("--config", "value", "dbus-daemon <busconfig> file: listen addresses, policy, service "
-     "dirs (e.g. /usr/share/dbus-1/system.conf)"),
+    ("--config", "value",
+     ("dbus-daemon <busconfig> file: listen addresses, policy, service "
+      "dirs (e.g. /usr/share/dbus-1/system.conf)")),
     ("--service-dir", "many", "read activatable .service files from DIR (repeatable)"),
-    ("--system-activation", "flag", "also read the system bus's standard service directories "
-     "and start services as the system bus"),
+    ("--system-activation", "flag",
+     ("also read the system bus's standard service directories "
+      "and start services as the system bus")),
     ("--restore-fd", "int", ""),
     ("--handover-fd", "int", ""),
     ("--preflight", "hidden", ""),

@@ -85,12 +85,12 @@ def test_record_line_round_trip() -> None:
         b"{",
         b"[]",
         b'{"seq":1}',
-        b'{"seq":0,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
-        b'"message":"m","fields":{}}',
-        b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":8,'
-        b'"message":"m","fields":{}}',
-        b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
-        b'"message":"m","fields":{"a":1}}',
+        (b'{"seq":0,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
+         b'"message":"m","fields":{}}'),
+        (b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":8,'
+         b'"message":"m","fields":{}}'),
+        (b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
+         b'"message":"m","fields":{"a":1}}'),
         b'{"seq":true,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,"message":"m"}',
     ],
 )

@@ -58,13 +58,13 @@ needs_root = pytest.mark.skipif(
 # The change requested of daemon.py (requests-survive.md, 1), applied to a copy until made.
 DAEMON_PATCH = [
     ("    devices.install(bus, server, services.register, telemetry.step)\n",
-     "    supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,\n"
-     "                                                         telemetry.step))\n"),
-    ("    activation.install(bus, server, service_dirs, \";\".join(addresses),\n"
-     "                       telemetry.step, system_bus=config.system_activation)\n",
-     "    supervisor.attach(activation.COMPONENT, activation.install(\n"
-     "        bus, server, service_dirs, \";\".join(addresses), telemetry.step,\n"
-     "        system_bus=config.system_activation))\n"),
+     ("    supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,\n"
+      "                                                         telemetry.step))\n")),
+    (("    activation.install(bus, server, service_dirs, \";\".join(addresses),\n"
+      "                       telemetry.step, system_bus=config.system_activation)\n"),
+     ("    supervisor.attach(activation.COMPONENT, activation.install(\n"
+      "        bus, server, service_dirs, \";\".join(addresses), telemetry.step,\n"
+      "        system_bus=config.system_activation))\n")),
 ]
 
 
