@@ -454,7 +454,7 @@ def _namespaces_reason() -> str | None:
         return "needs root to make a private mount namespace"
     if shutil.which("unshare") is None:
         return "needs unshare (util-linux)"
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
         return f"unshare -m does not work here: {probe.stderr.decode().strip()}"
     return None

@@ -229,7 +229,8 @@ def bootbusctl(*args: str) -> str:
     """bootbusctl as the hooks and units run it, from the current root's /usr/lib/bootbus."""
     proc = subprocess.run(["/usr/bin/python3", "-m", "bootbus.ctl", "--address", ADDRESS, *args],
                           env={"PYTHONPATH": "/usr/lib/bootbus", "PATH": "/usr/bin"},
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=PIVOT_TIMEOUT_S)
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=PIVOT_TIMEOUT_S,
+                          check=False)
     out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
     if proc.returncode != 0:
         raise RuntimeError(f"bootbusctl {' '.join(args)} failed ({proc.returncode}): {out}")
