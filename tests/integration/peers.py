@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from jeepney import (
     DBusAddress,
@@ -172,7 +172,7 @@ class Service(threading.Thread):
             time.sleep(SERVICE_POLL_S / 5)
         return list(self.calls)
 
-    def __enter__(self) -> Service:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

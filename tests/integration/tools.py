@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Self
 
 from .buses import PYTHON, REPO_ROOT
 
@@ -132,7 +133,7 @@ class Background:
                 pipe.close()
         return self.proc.returncode
 
-    def __enter__(self) -> Background:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
