@@ -114,7 +114,7 @@ def test_a_reexec_asked_for_early_loads_the_monitor_first(parts: tuple) -> None:
 def test_a_failed_import_is_logged_and_the_bus_serves_on(
         parts: tuple, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
     """A root deleted under us (switch_root) makes the late import fail: log, go on."""
-    bus, server, services, supervisor, clock = parts
+    _bus, server, services, supervisor, clock = parts
     logged: list[tuple[int, str]] = []
     daemon._defer_devices(server, services, supervisor,
                           lambda priority, text, **_f: logged.append((priority, text)))

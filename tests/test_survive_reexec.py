@@ -231,7 +231,7 @@ def _wait_call(client: FakeClient, wanted: dict[str, str]) -> int:
 def test_resync_signals_what_changed_while_no_monitor_ran() -> None:
     bus = new_bus()
     logged: list[str] = []
-    old, server = _devices(bus, logged)
+    old, _server = _devices(bus, logged)
     old.resync()  # the first image's enumeration
     assert old.known_complete and "/devices/virtual/net/lo" in old.known
     sub = connect(bus)

@@ -112,7 +112,7 @@ class ForeignUser:
 
                 attack(report)
                 code = 0
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - the forked child reports anything, then exits
                 os.write(report_w, json.dumps({"error": traceback.format_exc()}).encode() + b"\n")
             finally:
                 os._exit(code)

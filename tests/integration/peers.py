@@ -188,7 +188,7 @@ class Service(threading.Thread):
                     continue
                 if msg.header.message_type is MessageType.method_call:
                     self._dispatch(msg)
-        except BaseException as exc:  # handed to the test by stop()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test by stop()
             self._error = exc
 
     def _dispatch(self, msg: Message) -> None:

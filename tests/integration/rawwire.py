@@ -353,7 +353,7 @@ class RawPeer:
                 chunk = self.sock.recv(65536)
             except ConnectionResetError:
                 return received
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not chunk:
                 return received
