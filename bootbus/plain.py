@@ -64,7 +64,7 @@ def replace(obj: F, **changes: Any) -> F:
     """A shallow copy of `obj` with some fields changed (dataclasses.replace)."""
     unknown = changes.keys() - set(obj._fields)
     if unknown:
-        raise TypeError(f"{obj.__class__.__qualname__} has no field {sorted(unknown)[0]!r}")
+        raise TypeError(f"{obj.__class__.__qualname__} has no field {min(unknown)!r}")
     new = obj.__class__.__new__(obj.__class__)
     for name in obj._fields:
         object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))

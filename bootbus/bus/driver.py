@@ -109,7 +109,7 @@ def start_service_by_name(call: Call) -> tuple[Any, ...]:
 def update_activation_environment(call: Call) -> tuple[Any, ...]:
     _privileged(call, "UpdateActivationEnvironment")
     (env,) = call.args
-    for key, value in env.items():
+    for key in env:
         if not key or "=" in key:
             raise DriverError("InvalidArgs", f"Invalid environment variable name {key!r}")
     if call.bus.activator is not None:
