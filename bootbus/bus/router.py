@@ -768,11 +768,6 @@ def _body_args(msg: m.Message) -> list[Any] | None:
         return None
 
 
-__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE",
-           "MAX_MATCH_RULES_PER_PEER", "MAX_NAMES_PER_PEER", "MAX_OUTGOING_BYTES_PER_PEER",
-           "MAX_OUTGOING_FDS_PER_PEER", "MAX_PENDING_REPLIES_PER_PEER"]
-
-
 def _forwarded(sender: Peer | None, msg: m.Message) -> tuple[list[bytes | memoryview], int]:
     """The buffers that forward ``msg`` with the sender field of ``sender`` (a message
     from the bus itself carries its sender already), and their size."""
@@ -786,3 +781,8 @@ def _forwarded(sender: Peer | None, msg: m.Message) -> tuple[list[bytes | memory
     if rest:
         return [head, rest], len(head) + len(rest)
     return [head], len(head)
+
+
+__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE",
+           "MAX_MATCH_RULES_PER_PEER", "MAX_NAMES_PER_PEER", "MAX_OUTGOING_BYTES_PER_PEER",
+           "MAX_OUTGOING_FDS_PER_PEER", "MAX_PENDING_REPLIES_PER_PEER"]

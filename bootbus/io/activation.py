@@ -320,12 +320,19 @@ class Activator:
             entry = pwd.getpwnam(service.user)  # KeyError: an unknown user
             user, group = entry.pw_uid, entry.pw_gid
         import subprocess  # see the module docstring
+
+        from . import rlimit
+        # The daemon's raised open-file limit is not for its children. preexec_fn runs
+        # Python between fork and exec, which threads make risky in general; this one
+        # only calls setrlimit, and only when the limit was raised.
+        lower = rlimit.child_nofile if rlimit.children_need_lower() else None
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=wfd, stderr=wfd,
                                     env=env, cwd="/", close_fds=True, start_new_session=True,
                                     user=user, group=group,
-                                    extra_groups=[] if user is not None else None)
+                                    extra_groups=[] if user is not None else None,
+                                    preexec_fn=lower)
         except BaseException:
             os.close(rfd)
             raise

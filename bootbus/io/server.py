@@ -162,7 +162,7 @@ class Server:
                 self._when_due(now)
             due = self._timers_due
             try:
-                events = poll(-1.0 if due == NEVER else due - now)
+                events = poll(-1.0 if due == NEVER else max(0.0, due - now))  # (<0: forever)
             except InterruptedError:
                 events = []
             self.process(events)
