@@ -18,7 +18,8 @@ to ``dirty``; the io layer writes them. Peers to disconnect are added to
 ``doomed``. Never touches a socket, a file or a clock.
 """
 
-from typing import Any, Callable, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from ..wire import message as m
 from ..wire.errors import MarshalError, SignatureError
@@ -26,8 +27,15 @@ from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
 from . import names as nm
 from .match import MatchRule, matches
 from .peer import OutFrame, Peer, PeerState, SharedFds
-from .quota import (MAX_MATCH_RULES_PER_PEER, MAX_NAMES_PER_PEER, MAX_OUTGOING_BYTES_PER_PEER,
-                    MAX_OUTGOING_FDS_PER_PEER, MAX_PENDING_REPLIES_PER_PEER, Limits, UserUsage)
+from .quota import (
+    MAX_MATCH_RULES_PER_PEER,
+    MAX_NAMES_PER_PEER,
+    MAX_OUTGOING_BYTES_PER_PEER,
+    MAX_OUTGOING_FDS_PER_PEER,
+    MAX_PENDING_REPLIES_PER_PEER,
+    Limits,
+    UserUsage,
+)
 
 BUS_NAME = "org.freedesktop.DBus"
 BUS_PATH = "/org/freedesktop/DBus"
@@ -720,8 +728,8 @@ class Bus:
                     raw = m.build(m.ERROR, self.next_serial(), error_name=ERR_NO_REPLY,
                                   reply_serial=serial, destination=caller.unique_name,
                                   sender=BUS_NAME, signature="s",
-                                  args=("Message recipient disconnected from message bus "
-                                        "without replying",))
+                                  args=(("Message recipient disconnected from message bus "
+                                         "without replying"),))
                     self.send_from_bus(caller, raw)
         peer.user.replies -= own
         peer.pending_calls = 0
@@ -783,6 +791,15 @@ def _forwarded(sender: Peer | None, msg: m.Message) -> tuple[list[bytes | memory
     return [head], len(head)
 
 
-__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE",
-           "MAX_MATCH_RULES_PER_PEER", "MAX_NAMES_PER_PEER", "MAX_OUTGOING_BYTES_PER_PEER",
-           "MAX_OUTGOING_FDS_PER_PEER", "MAX_PENDING_REPLIES_PER_PEER"]
+__all__ = [
+    "BUS_NAME",
+    "BUS_PATH",
+    "MAX_MATCH_RULES_PER_PEER",
+    "MAX_NAMES_PER_PEER",
+    "MAX_OUTGOING_BYTES_PER_PEER",
+    "MAX_OUTGOING_FDS_PER_PEER",
+    "MAX_PENDING_REPLIES_PER_PEER",
+    "MAX_UNIX_FDS_PER_MESSAGE",
+    "Bus",
+    "PeerError",
+]
