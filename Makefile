@@ -1,6 +1,7 @@
 # bootbus: the two commands of the README are `make run` and `make test`.
 PYTHON ?= /usr/bin/python3
-RUFF ?= ruff  # not a Debian 12 package: e.g. python3 -m venv /tmp/ruffenv && /tmp/ruffenv/bin/pip install ruff
+# ruff is no Debian 12 package: python3 -m venv /tmp/ruffenv && /tmp/ruffenv/bin/pip install ruff
+RUFF ?= ruff
 
 # Runtime packages (Debian's), then what the tests drive: the reference
 # brokers and the real clients.
