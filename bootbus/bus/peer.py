@@ -6,6 +6,7 @@ The socket lives in the io layer; this module never touches it.
 """
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 from ..wire.framer import Framer
@@ -29,7 +30,7 @@ class SharedFds:
 
     __slots__ = ("fds", "refs")
 
-    def __init__(self, fds: list[int]) -> None:
+    def __init__(self, fds: Sequence[int]) -> None:
         self.fds = fds
         self.refs = 0
 

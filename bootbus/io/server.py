@@ -16,7 +16,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..bus.peer import OutFrame, Peer, PeerState
 from ..bus.router import Bus, PeerError
@@ -91,6 +91,7 @@ class Server:
         self._read_buffer = bytearray(READ_SIZE)  # shared: every read is copied out at once
         self._read_view = memoryview(self._read_buffer)
         self._read_into = [self._read_buffer]  # recvmsg_into's buffer list, made once
+        self._spare_dirty: set[Peer] = set()
         self.by_peer: dict[int, Connection] = {}
         self.authenticating: dict[Connection, None] = {}  # in deadline order
         self.incomplete_by_uid: dict[int, int] = {}
@@ -226,12 +227,14 @@ class Server:
                     self.disconnect(conn, reason)
             if bus.dirty:
                 dirty = bus.dirty
-                bus.dirty = set()
+                bus.dirty = self._spare_dirty  # (two sets take turns: no set per wakeup)
                 by_peer = self.by_peer
                 for peer in dirty:
                     conn = by_peer.get(peer.id)
                     if conn is not None and not conn.events & _OUT:
                         self._flush(conn)
+                dirty.clear()
+                self._spare_dirty = dirty
             if self.soon and not bus.doomed:
                 due, self.soon = self.soon, []
                 for callback in due:
@@ -324,8 +327,9 @@ class Server:
         except OSError as exc:
             self.disconnect(conn, f"read failed: {exc.strerror}")
             return
-        fds: list[int] = []
+        fds: list[int] | tuple[()] = ()
         if ancdata:
+            fds = []
             for level, kind, payload in ancdata:
                 if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
                     fds.extend(array.array("i", payload[:len(payload) - len(payload) % 4]))
@@ -543,6 +547,6 @@ def _close_fd(fd: int) -> None:
         pass
 
 
-def _close_all(fds: list[int]) -> None:
+def _close_all(fds: Iterable[int]) -> None:
     for fd in fds:
         _close_fd(fd)

@@ -7,7 +7,7 @@ it as it came. Never does I/O.
 """
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import names
@@ -140,7 +140,7 @@ class Message:
         self.reply_serial = reply_serial
         self.body_offset = body_offset
         self.fields_end = fields_end
-        self.fds: list[int] = []
+        self.fds: Sequence[int] = ()  # (a shared empty tuple: most messages carry none)
         # the buffers that forward it and their size, once made (router.py)
         self.fwd: tuple[list[bytes | memoryview], int] | None = None
         self._args: list[Any] | None = None

@@ -33,7 +33,7 @@ STREAM = LIBDBUS_HELLO + BIG_ENDIAN_NAME_ACQUIRED + _with_fds(2) + LIBDBUS_HELLO
 
 
 def _summary(msgs: list[m.Message]) -> list[tuple[int, int, str | None, list[int]]]:
-    return [(msg.type, msg.serial, msg.member, msg.fds) for msg in msgs]
+    return [(msg.type, msg.serial, msg.member, list(msg.fds)) for msg in msgs]
 
 
 EXPECTED = [(m.METHOD_CALL, 1, "Hello", []), (m.SIGNAL, 2, "NameAcquired", []),
