@@ -6,7 +6,9 @@ rules naming a well-known name are resolved by the caller through a lookup
 function, since ownership changes while the rule stays. Never builds messages.
 """
 
-from typing import Any, Callable
+from __future__ import annotations
+
+from collections.abc import Callable
 
 from ..plain import FrozenFields
 from ..wire import message as m
@@ -14,6 +16,10 @@ from ..wire.signature import split_signature
 from ..wire.names import (
     is_bus_name, is_interface_name, is_member_name, is_object_path, is_unique_name,
 )
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_RULE_LENGTH = 1024  # dbus-daemon's DBUS_MAXIMUM_MATCH_RULE_LENGTH
 MAX_ARG_INDEX = 63  # DBUS_MAXIMUM_MATCH_RULE_ARG_NUMBER

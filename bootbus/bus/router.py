@@ -18,8 +18,11 @@ to ``dirty``; the io layer writes them. Peers to disconnect are added to
 ``doomed``. Never touches a socket, a file or a clock.
 """
 
-from typing import Any, Callable, cast
+from __future__ import annotations
 
+from collections.abc import Callable
+
+from ..plain import cast
 from ..wire import message as m
 from ..wire.errors import MarshalError, SignatureError
 from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
@@ -28,6 +31,10 @@ from .match import MatchRule, matches
 from .peer import OutFrame, Peer, PeerState, SharedFds
 from .quota import (MAX_MATCH_RULES_PER_PEER, MAX_NAMES_PER_PEER, MAX_OUTGOING_BYTES_PER_PEER,
                     MAX_OUTGOING_FDS_PER_PEER, MAX_PENDING_REPLIES_PER_PEER, Limits, UserUsage)
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 BUS_NAME = "org.freedesktop.DBus"
 BUS_PATH = "/org/freedesktop/DBus"

@@ -34,7 +34,6 @@ import pwd
 import shlex
 import signal
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from ..bus.peer import Peer, PeerState
 # the defaults; the effective values are the bus's limits (a configuration's
@@ -47,6 +46,7 @@ from ..state.snapshot import ComponentRecord
 from .notify import NOTIFY_ENVIRONMENT
 from .server import Server
 
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
 if TYPE_CHECKING:
     import subprocess
 

@@ -9,6 +9,8 @@ root and working directory are as they were and the caller keeps serving.
 Never touches the bus's state: the supervisor hands it the snapshot's bytes.
 """
 
+from __future__ import annotations
+
 import array
 import contextlib
 import json
@@ -19,11 +21,14 @@ import stat
 import struct
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 import bootbus
 
 from ..state.snapshot import VERSION, Restored, SnapshotError
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 LISTENERS_ENV = "BOOTBUS_LISTENERS"  # [[fd, address, path], ...]: kept even if a restore fails
 # Extra places to find the package in a new root; the dracut module installs it

@@ -26,9 +26,12 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple, Protocol
 
 from ..plain import FrozenFields
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Protocol
 
 # syslog priorities (RFC 5424 severities), as journald and /dev/kmsg use them.
 LOG_EMERG = 0
@@ -76,12 +79,13 @@ class RecordError(ValueError):
     """A line that is not a valid record."""
 
 
-class Clock(Protocol):
-    def realtime_usec(self) -> int:
-        ...
+if TYPE_CHECKING:  # a type only: typing's Protocol is not imported at run time
+    class Clock(Protocol):
+        def realtime_usec(self) -> int:
+            ...
 
-    def monotonic_usec(self) -> int:
-        ...
+        def monotonic_usec(self) -> int:
+            ...
 
 
 class SystemClock:
@@ -217,32 +221,41 @@ def seq_of_line(line: bytes) -> int | None:
     return int(digits)
 
 
-class Note(NamedTuple):
+class Note(FrozenFields):
     """Something a sink wants logged about itself (logged after delivery returns)."""
+
+    __slots__ = _fields = ("priority", "message", "fields")
 
     priority: int
     message: str
     fields: dict[str, str]
 
+    def __init__(self, priority: int, message: str, fields: dict[str, str]) -> None:
+        init = object.__setattr__
+        init(self, "priority", priority)
+        init(self, "message", message)
+        init(self, "fields", fields)
 
-class RecordSink(Protocol):
-    """Where records go after the file (the journald bridge)."""
 
-    @property
-    def reachable(self) -> bool:
-        ...
+if TYPE_CHECKING:  # a type only: typing's Protocol is not imported at run time
+    class RecordSink(Protocol):
+        """Where records go after the file (the journald bridge)."""
 
-    def attach(self, last_seq: int) -> list[Note]:
-        ...
+        @property
+        def reachable(self) -> bool:
+            ...
 
-    def deliver(self, record: Record) -> list[Note]:
-        ...
+        def attach(self, last_seq: int) -> list[Note]:
+            ...
 
-    def poll(self) -> list[Note]:
-        ...
+        def deliver(self, record: Record) -> list[Note]:
+            ...
 
-    def next_deadline_usec(self) -> int | None:
-        ...
+        def poll(self) -> list[Note]:
+            ...
+
+        def next_deadline_usec(self) -> int | None:
+            ...
 
 
 class TokenBucket:

@@ -28,10 +28,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import TypeVar
 
 from ..plain import Fields, FrozenFields, as_dict, replace
-from .steplog import Clock, Record, SystemClock
+from .steplog import Record, SystemClock
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from .steplog import Clock
 
 SUMMARY_FILENAME = "summary.json"
 SUMMARY_VERSION = 1
@@ -330,7 +335,8 @@ def writer_alive(summary: Summary, proc_root: str = "/proc") -> tuple[bool, str]
     return True, f"process {summary.pid} is running"
 
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 
 def _get(obj: dict[str, object], key: str, kind: type[T], default: T) -> T:

@@ -17,10 +17,11 @@ numbers into records and back. Modelled on systemd's re-exec serialization:
 Never touches an fd or a file: the io layer writes the bytes to a memfd.
 """
 
+from __future__ import annotations
+
 import binascii
 import json
 from collections.abc import Callable
-from typing import Any
 
 from ..bus import names as nm
 from ..bus.match import MatchRuleError, parse_rule
@@ -29,6 +30,10 @@ from ..bus.router import Bus
 from ..plain import Fields
 from ..wire.framer import Framer
 from ..wire.sasl import SaslServer, State
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = "bootbus-state"
 # 1.1 added per-peer comm and message counters; 1.2 added supervisor_fd records

@@ -6,15 +6,20 @@ touching its body. A parsed message keeps its raw bytes so the bus can forward
 it as it came. Never does I/O.
 """
 
+from __future__ import annotations
+
 import struct
 from collections.abc import Callable
-from typing import Any
 
 from . import names
 from .errors import FramingError, MarshalError, SignatureError
 from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION
 from .marshal import BIG, LITTLE, Reader, marshal, unmarshal
 from .signature import split_signature
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 METHOD_CALL = 1
 METHOD_RETURN = 2
