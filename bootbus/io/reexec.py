@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -80,6 +79,8 @@ class ExecPlan:
 
 def plan(restore_fd: int, daemon_args: Sequence[str], listeners: list[tuple[int, str, str | None]],
          root_fd: int | None = None, initramfs: bool = False) -> ExecPlan:
+    import json  # not on a cold start's path; loaded with the deferred imports
+
     env = dict(os.environ)
     env[LISTENERS_ENV] = json.dumps([list(x) for x in listeners])
     pkg = package_root()

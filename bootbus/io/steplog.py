@@ -22,7 +22,6 @@ destination raise out of `log()`: logging must not take the bus down.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -98,9 +97,14 @@ class SystemClock:
         return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
-# One encoder for every record: json.dumps with options builds a new one per call
-# (~4 us of the ~16 us a record costs; two records per connection).
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+# A record's line is written out here rather than by json, whose import (~2.5 ms with
+# re, which its decoder needs) a cold start would pay before its first record; the
+# strings are quoted by the C function json's encoder itself uses for ensure_ascii,
+# so the line is byte for byte what json.dumps(..., separators=(",", ":")) gives.
+try:
+    from _json import encode_basestring_ascii as _quote
+except ImportError:  # pragma: no cover - a CPython built without _json
+    from json.encoder import py_encode_basestring_ascii as _quote
 
 
 class Record(FrozenFields):
@@ -138,16 +142,12 @@ class Record(FrozenFields):
 
     def to_line(self) -> bytes:
         """One JSON line; `seq` comes first so readers can skip without parsing."""
-        obj = {
-            "seq": self.seq,
-            "realtime_usec": self.realtime_usec,
-            "monotonic_usec": self.monotonic_usec,
-            "phase": self.phase,
-            "priority": self.priority,
-            "message": self.message,
-            "fields": self.fields,
-        }
-        return _encode_json(obj).encode() + b"\n"
+        quote = _quote
+        fields = ",".join([f"{quote(k)}:{quote(v)}" for k, v in self.fields.items()])
+        return (f'{{"seq":{self.seq:d},"realtime_usec":{self.realtime_usec:d},'
+                f'"monotonic_usec":{self.monotonic_usec:d},"phase":{quote(self.phase)},'
+                f'"priority":{self.priority:d},"message":{quote(self.message)},'
+                f'"fields":{{{fields}}}}}\n').encode()
 
     def to_json_dict(self) -> dict[str, object]:
         return {
@@ -162,6 +162,8 @@ class Record(FrozenFields):
 
     @classmethod
     def from_line(cls, line: bytes) -> Record:
+        import json  # readers only: the daemon's cold start never parses a record
+
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError) as e:

@@ -25,7 +25,6 @@ clock directly.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 
@@ -139,6 +138,8 @@ class Summary(Fields):
         self.write_count = write_count
 
     def to_json(self) -> bytes:
+        import json  # not with the module: a cold start writes its first summary later
+
         return json.dumps(as_dict(self), separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 
 
@@ -226,6 +227,7 @@ class SummaryWriter:
         self._start_ticks = None if stat is None else stat[1]
         self._dirty = False
         self._last_write_usec: int | None = None
+        self._first_due_usec: int | None = None
         self.writes = 0
         self.write_errors = 0
 
@@ -236,10 +238,18 @@ class SummaryWriter:
     def mark_dirty(self) -> None:
         self._dirty = True
 
+    def write_first_after(self, delay_usec: int) -> None:
+        """Mark dirty, with the first write due `delay_usec` from now rather than at once
+        (a cold start: its first clients need not wait for json's import and the write)."""
+        self._dirty = True
+        self._first_due_usec = self._clock.monotonic_usec() + delay_usec
+
     def next_deadline_usec(self) -> int | None:
         if not self._dirty:
             return None
         if self._last_write_usec is None:
+            if self._first_due_usec is not None:
+                return self._first_due_usec
             return self._clock.monotonic_usec()
         return self._last_write_usec + self._interval
 
@@ -267,7 +277,7 @@ class SummaryWriter:
         )
         try:
             self._replace_file(summary.to_json())
-        except OSError:
+        except (OSError, ImportError):  # ImportError: json deferred, our files deleted since
             self.write_errors += 1
             self._dirty = True
             return False
@@ -304,6 +314,8 @@ class SummaryView(FrozenFields):
 
 def read_summary(runtime_dir: str | os.PathLike[str], *, proc_root: str = "/proc") -> SummaryView:
     """The last summary written, marked offline if its writer is gone."""
+    import json
+
     path = summary_path(runtime_dir)
     try:
         with open(path, "rb") as f:

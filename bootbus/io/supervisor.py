@@ -346,8 +346,12 @@ class Supervisor:
         if peer is not None and msg is not None:
             self._waiting.append((peer.id, msg.serial))
         listeners = [(lst.sock.fileno(), lst.address, lst.path) for lst in self.listeners]
-        target = reexec.plan(-1, self.daemon_args, listeners, root_fd,
-                             initramfs=self.phase == PHASE_INITRAMFS)
+        try:
+            target = reexec.plan(-1, self.daemon_args, listeners, root_fd,
+                                 initramfs=self.phase == PHASE_INITRAMFS)
+        except ImportError as exc:  # json deferred, and our files deleted since the start
+            self._fail(f"cannot plan the re-exec: {exc}")
+            return
         self.exec_phase = phase
         self.pivot_path = newroot
         self.log(6, f"re-exec requested (phase {phase}{', root ' + newroot if newroot else ''}),"
