@@ -78,6 +78,23 @@ def test_record_line_round_trip() -> None:
     assert Record.from_line(line) == r
 
 
+_TRICKY = st.text(alphabet='ab"\\\n\t\x00\x1f\x7f /\u00e9\u20ac\U0001d11e\ud800', max_size=8)
+
+
+@settings(max_examples=500)
+@given(st.integers(1, 2**63), st.integers(0, 2**63), _TRICKY, st.integers(0, 7), _TRICKY,
+       st.dictionaries(_TRICKY, _TRICKY, max_size=3))
+def test_record_line_is_what_json_writes(seq: int, usec: int, phase: str, priority: int,
+                                         message: str, fields: dict[str, str]) -> None:
+    """The line is written without json (its import costs a cold start), byte for byte
+    as json.dumps with ensure_ascii writes it: escapes, surrogates and non-ASCII too."""
+    r = Record(seq, usec, usec + 1, phase, priority, message, fields)
+    expected = json.dumps({"seq": seq, "realtime_usec": usec, "monotonic_usec": usec + 1,
+                           "phase": phase, "priority": priority, "message": message,
+                           "fields": fields}, separators=(",", ":"), ensure_ascii=True)
+    assert r.to_line() == expected.encode() + b"\n"
+
+
 @pytest.mark.parametrize(
     "line",
     [
