@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fakes import FakeClock
 from bootbus.io.steplog import (
+    canonical_seq,
     KMSG_BURST,
     KMSG_LINE_MAX_BYTES,
     KMSG_RESERVE_FOR_WARNINGS,
@@ -93,6 +94,23 @@ def test_record_line_is_what_json_writes(seq: int, usec: int, phase: str, priori
                            "phase": phase, "priority": priority, "message": message,
                            "fields": fields}, separators=(",", ":"), ensure_ascii=True)
     assert r.to_line() == expected.encode() + b"\n"
+
+
+@settings(max_examples=300)
+@given(st.integers(1, 2**63), _TRICKY, _TRICKY, st.dictionaries(_TRICKY, _TRICKY, max_size=3),
+       st.data())
+def test_canonical_seq_reads_whole_lines_and_refuses_torn_or_broken_ones(
+        seq: int, phase: str, message: str, fields: dict[str, str], data: st.DataObject) -> None:
+    """A restart reads its last seq without json: exact on lines to_line wrote, None on
+    every torn prefix, and never a seq for a line that from_line refuses."""
+    line = Record(seq, 1, 2, phase, LOG_DEBUG, message, fields).to_line()[:-1]
+    assert canonical_seq(line) == seq
+    assert all(canonical_seq(line[:n]) is None for n in range(len(line)))
+    at = data.draw(st.integers(0, len(line) - 1))
+    broken = line[:at] + data.draw(st.binary(min_size=1, max_size=2)) + line[at + 1:]
+    got = canonical_seq(broken)
+    if got is not None:
+        assert Record.from_line(broken).seq == got
 
 
 @pytest.mark.parametrize(
