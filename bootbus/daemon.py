@@ -458,7 +458,7 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
         services(bus, peer, msg)  # the real handler, or the fallback if udev is unusable
 
     services.register(DEVICES_IFACE, first_call)
-    server.timers.append((lambda: None if loaded else due, when_due))
+    server.add_timer(lambda: None if loaded else due, when_due)
     # a re-exec before then (its preflight takes ~40 ms) must carry the devices' state
     supervisor.on_reexec_requested.append(load)
 

@@ -40,7 +40,10 @@ class SharedFds:
 
 
 class OutFrame:
-    """One message waiting in a peer's output queue."""
+    """One message waiting in a peer's output queue.
+
+    ``bufs`` is shared by every recipient's frame of one message: replace it, never
+    change it in place."""
 
     __slots__ = ("bufs", "fds", "size")
 

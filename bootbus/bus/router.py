@@ -417,23 +417,14 @@ class Bus:
                  shared: SharedFds | None) -> None:
         fwd = msg.fwd
         if fwd is None:
-            if sender is None:
-                fwd = (msg.raw, b"")
-            else:
-                field_ = sender.sender_fields.get(msg.endian)
-                if field_ is None:
-                    field_ = sender.sender_fields[msg.endian] = m.sender_field(
-                        sender.unique_name, msg.endian)
-                fwd = m.with_sender(msg, field_)
-            msg.fwd = fwd
-        header, body = fwd
-        size = len(header) + len(body)
+            fwd = msg.fwd = _forwarded(sender, msg)
+        bufs, size = fwd
         usage = target.user
         if shared is not None:
             shared.refs += 1
             target.out_fds += len(shared.fds)
             usage.out_fds += len(shared.fds)
-        target.outq.append(OutFrame([header, body] if body else [header], shared, size))
+        target.outq.append(OutFrame(bufs, shared, size))  # (bufs is shared, never mutated)
         target.out_bytes += size
         usage.out_bytes += size
         target.messages_out += 1
@@ -535,7 +526,7 @@ class Bus:
             self.send_from_bus(destination, raw)
             return
         msg = m.parse(raw)
-        msg.fwd = (raw, b"")
+        msg.fwd = ([raw], len(raw))
         seen: set[int] = set()
         for key in (interface, None):
             for subscriber, rule in self.rules_by_interface.get(key, ()):
@@ -783,3 +774,18 @@ def _body_args(msg: m.Message) -> list[Any] | None:
 __all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE",
            "MAX_MATCH_RULES_PER_PEER", "MAX_NAMES_PER_PEER", "MAX_OUTGOING_BYTES_PER_PEER",
            "MAX_OUTGOING_FDS_PER_PEER", "MAX_PENDING_REPLIES_PER_PEER"]
+
+
+def _forwarded(sender: Peer | None, msg: m.Message) -> tuple[list[bytes | memoryview], int]:
+    """The buffers that forward ``msg`` with the sender field of ``sender`` (a message
+    from the bus itself carries its sender already), and their size."""
+    if sender is None:
+        return [msg.raw], len(msg.raw)
+    field = sender.sender_fields.get(msg.endian)
+    if field is None:
+        field = sender.sender_fields[msg.endian] = m.sender_field(sender.unique_name,
+                                                                  msg.endian)
+    head, rest = m.with_sender(msg, field)
+    if rest:
+        return [head, rest], len(head) + len(rest)
+    return [head], len(head)

@@ -220,7 +220,7 @@ class Activator:
         self.exited: list[Child] = []
         self.systemd = False
         bus.name_hooks.append(self._name_changed)
-        server.timers.append((self._next_deadline, self._expire))
+        server.add_timer(self._next_deadline, self._expire)
         server.on_tick.append(self._settle_exits)
         server.on_disconnect.append(self._disconnected)
 

@@ -179,11 +179,11 @@ class Devices:
         # Enumerate once serving, in a thread: a full enumeration takes ~70 ms (hundreds
         # of devices), which must not delay the first Hello or lengthen a re-exec pause.
         self._resync_due: float | None = server.clock() + RESYNC_DELAY
-        server.timers.append((lambda: self._resync_due, self._resync_if_due))
+        server.add_timer(lambda: self._resync_due, self._resync_if_due)
         server.add_fd(self.monitor.fileno(), self._readable)
         if self.udev_monitor is not None:
             server.add_fd(self.udev_monitor.fileno(), self._udev_readable)
-        server.timers.append((self._next_deadline, self._expire))
+        server.add_timer(self._next_deadline, self._expire)
         server.on_disconnect.append(self._disconnected)
         self.handlers: dict[tuple[str, str], Callable[[Peer, m.Message], None]] = {
             ("ListDevices", "a{ss}"): self._list_devices,

@@ -38,6 +38,7 @@ TICK_INTERVAL = 1.0  # seconds: authentication timeouts and supervisor checks
 TRIM_AFTER_CONNECTIONS = 64  # after a flood of at least this many halves, trim the heap
 ACCEPT_BACKOFF = 0.25  # seconds a listener rests after accept() ran out of fds or memory
 TIMER_RECHECK = 0.25  # seconds: how stale a timer's deadline may be (summary, journal replay)
+NEVER = float("inf")  # nothing to wake up for: epoll waits without a timeout
 SO_PEERGROUPS = 59
 SO_PEERSEC = 31
 MAX_GROUPS = 256
@@ -89,6 +90,7 @@ class Server:
         self.conns: dict[int, Connection] = {}
         self._read_buffer = bytearray(READ_SIZE)  # shared: every read is copied out at once
         self._read_view = memoryview(self._read_buffer)
+        self._read_into = [self._read_buffer]  # recvmsg_into's buffer list, made once
         self.by_peer: dict[int, Connection] = {}
         self.authenticating: dict[Connection, None] = {}  # in deadline order
         self.incomplete_by_uid: dict[int, int] = {}
@@ -104,7 +106,7 @@ class Server:
         # (when is it due: monotonic seconds or None, what to run then); cheap per-iteration
         # work goes to on_tick, timers are for work that must not run on every wakeup
         self.timers: list[tuple[Callable[[], float | None], Callable[[], None]]] = []
-        self._timers_due = 0.0
+        self._timers_due = 0.0  # when _when_due runs next (monotonic seconds, NEVER)
         self._conns_peak = 0  # most connections since memory was last given back
         self._paused: dict[int, float] = {}  # listeners not watched until then (out of fds)
         for fd in self.listeners:
@@ -114,6 +116,13 @@ class Server:
     def add_fd(self, fd: int, handler: Callable[[int], None], events: int = _IN) -> None:
         self.extra[fd] = handler
         self.epoll.register(fd, events)
+
+    def add_timer(self, source: Callable[[], float | None], callback: Callable[[], None]) -> None:
+        """Run ``callback`` once ``source()`` (monotonic seconds, or None for no deadline)
+        has passed; ``source`` is asked before the next sleep, then at least every
+        TIMER_RECHECK, and ``callback`` may run early: it checks its own deadline."""
+        self.timers.append((source, callback))
+        self._timers_due = 0.0
 
     def remove_fd(self, fd: int) -> None:
         if self.extra.pop(fd, None) is not None:
@@ -128,6 +137,8 @@ class Server:
             # order: _expire_auth then ends a new connection at most one old timeout late)
             conn.deadline = self.clock() + self.bus.limits.auth_timeout
             self.authenticating[conn] = None
+            if conn.deadline < self._timers_due:
+                self._timers_due = conn.deadline
             self.incomplete_by_uid[peer.uid] = self.incomplete_by_uid.get(peer.uid, 0) + 1
         self.conns_by_uid[peer.uid] = self.conns_by_uid.get(peer.uid, 0) + 1
         self.conns[sock.fileno()] = conn
@@ -143,29 +154,49 @@ class Server:
     def run(self) -> None:
         self.running = True
         poll = self.epoll.poll
+        clock = self.clock
         while self.running:
-            timeout = self._timeout()
+            now = clock()
+            if now >= self._timers_due:
+                self._when_due(now)
+            due = self._timers_due
             try:
-                events = poll(timeout)
+                events = poll(-1.0 if due == NEVER else due - now)
             except InterruptedError:
                 events = []
             self.process(events)
 
-    def _timeout(self) -> float:
-        """Sleep until the nearest timer; deadlines are asked at most every TIMER_RECHECK."""
+    def _when_due(self, now: float) -> None:
+        """The work with a deadline: timers, listeners resting after running out of fds,
+        authentication timeouts; then when to come back (``_timers_due``). Timer
+        deadlines are asked for at most every TIMER_RECHECK."""
+        if self._paused:
+            self._resume_listeners()
+        for _source, callback in self.timers:
+            try:
+                callback()
+            except OSError:  # a component out of fds or memory must not end the bus
+                self.bus.stats["timer_errors"] = self.bus.stats.get("timer_errors", 0) + 1
+        self._expire_auth()
+        self.settle()  # what the timers and expiries queued or doomed
         now = self.clock()
-        if now >= self._timers_due:
-            due = now + (TIMER_RECHECK if self.timers else TICK_INTERVAL)
+        due = NEVER
+        if self.timers:
+            due = now + TIMER_RECHECK
             for source, _callback in self.timers:
                 wanted = source()
                 if wanted is not None and wanted < due:
                     due = wanted
-            self._timers_due = min(due, *self._paused.values()) if self._paused else due
-        if not (self.timers or self.on_tick or self.authenticating or self._paused):
-            return -1.0
-        return max(0.0, min(self._timers_due, now + TICK_INTERVAL) - now)
+        elif self.on_tick or self.authenticating:
+            due = now + TICK_INTERVAL
+        if self.authenticating:
+            due = min(due, next(iter(self.authenticating)).deadline)
+        if self._paused:
+            due = min(due, *self._paused.values())
+        self._timers_due = due
 
     def process(self, events: list[tuple[int, int]]) -> None:
+        """Handle what epoll reported, then write what it queued."""
         conns = self.conns
         for fd, mask in events:
             conn = conns.get(fd)
@@ -180,19 +211,9 @@ class Server:
                 handler = self.extra.get(fd)
                 if handler is not None:
                     handler(mask)
-        self.settle()
-        if self._paused:
-            self._resume_listeners()
         for tick in self.on_tick:
             tick()
-        if self.timers and self.clock() >= self._timers_due:
-            for _source, callback in self.timers:
-                try:
-                    callback()
-                except OSError:  # a component out of fds or memory must not end the bus
-                    self.bus.stats["timer_errors"] = self.bus.stats.get("timer_errors", 0) + 1
-            self._timers_due = 0.0  # ask the sources again before sleeping
-        self._expire_auth()
+        self.settle()
 
     def settle(self) -> None:
         """Disconnect doomed peers, write every dirty peer, close released fds."""
@@ -293,8 +314,8 @@ class Server:
 
     def _read(self, conn: Connection) -> None:
         try:
-            size, ancdata, flags, _ = conn.sock.recvmsg_into([self._read_buffer],
-                                                              ANCILLARY_SIZE, _CMSG_CLOEXEC)
+            size, ancdata, flags, _ = conn.sock.recvmsg_into(self._read_into, ANCILLARY_SIZE,
+                                                              _CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -375,10 +396,12 @@ class Server:
         queue = peer.outq
         sock = conn.sock
         if len(queue) == 1 and queue[0].fds is None:
-            # The common case (one reply, one forwarded call): no gathering to do.
+            # The common case (one reply, one forwarded call): no gathering to do, and
+            # mostly one buffer, which send() writes for less than sendmsg().
             frame = queue[0]
+            one = frame.bufs
             try:
-                sent = sock.sendmsg(frame.bufs)
+                sent = sock.send(one[0]) if len(one) == 1 else sock.sendmsg(one)
             except (BlockingIOError, InterruptedError):
                 self._want_write(conn, True)
                 return

@@ -78,7 +78,7 @@ class Telemetry:
         server.on_connect.append(self._connected)
         server.on_disconnect.append(self._disconnected)
         server.on_refuse.append(self._refused)
-        server.timers.append((self.next_deadline, self.tick))
+        server.add_timer(self.next_deadline, self.tick)
         bus.name_hooks.append(self._name_changed)
 
     # -- logging ------------------------------------------------------------

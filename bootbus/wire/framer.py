@@ -12,22 +12,9 @@ socket and never closes an fd: fds it rejects are returned to the caller.
 from .errors import FramingError, MarshalError, SignatureError
 from .marshal import check_simple_body
 from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
-from .message import Message, frame_size, parse
+from .message import Message, next_frame
 
 MAX_QUEUED_FDS = 4 * MAX_UNIX_FDS_PER_MESSAGE  # fds received ahead of the message that uses them
-
-
-def _validate_body(msg: Message) -> None:
-    """The whole body must be valid: libdbus drops its own connection when a bus
-    hands it an invalid message, so one bad sender would cut off its receivers.
-    Bodies of ``ay`` or ``s`` are checked without building their value (most
-    traffic, forwarded untouched); other parsed values stay cached on the message
-    for the driver and match rules."""
-    try:
-        if not check_simple_body(msg.signature, msg.raw, msg.endian, msg.body_offset):
-            msg.args()
-    except (MarshalError, SignatureError) as exc:
-        raise FramingError(f"invalid message body: {exc}") from None
 
 
 class Framer:
@@ -65,22 +52,24 @@ class Framer:
             if len(self.fds) > MAX_QUEUED_FDS:
                 raise FramingError(f"more than {MAX_QUEUED_FDS} fds queued without a message")
             while available - pos >= FIXED_HEADER_SIZE:
-                size = frame_size(view, pos)
-                if size > self.max_size:
-                    raise FramingError(f"message of {size} bytes exceeds the configured "
-                                       f"maximum of {self.max_size}")
-                if available - pos < size:
+                msg = next_frame(view, pos, self.max_size)
+                if msg is None:
                     break
-                if pos == 0 and size == available and view is data:
-                    msg = parse(data)  # the read held exactly one message: no copy
-                else:
-                    msg = parse(bytes(view[pos:pos + size]))
-                pos += size
-                if msg.signature:
-                    _validate_body(msg)
+                pos += len(msg.raw)
+                # The whole body must be valid: libdbus drops its own connection when a
+                # bus hands it an invalid message, so one bad sender would cut off its
+                # receivers. Bodies of ``ay`` or ``s`` are checked without building
+                # their value (most traffic, forwarded untouched); other parsed values
+                # stay cached on the message for the driver and match rules.
+                if msg.signature and not check_simple_body(msg.signature, msg.raw,
+                                                           msg.endian, msg.body_offset):
+                    msg.args()
                 if msg.unix_fds:
                     self._attach_fds(msg)
                 messages.append(msg)
+        except (MarshalError, SignatureError) as exc:  # only the body's checks raise these
+            self.error = FramingError(f"invalid message body: {exc}")
+            pos = available
         except FramingError as exc:
             self.error = exc
             pos = available

@@ -57,20 +57,48 @@ _STRING_FIELDS: dict[int, tuple[Callable[[str], bool], str, str]] = {
 }
 
 _ENDIANS = {ord("l"): LITTLE, ord("B"): BIG}
-# Validated header fields by their exact bytes (length word included): calls and
-# signals from one peer repeat the same fields, so most headers skip parsing.
+# Validated headers by their exact bytes (from the fields' length word to the end of
+# their padding), one cache per byte order and message type: calls and signals from
+# one peer repeat the same fields, so most headers skip parsing. An entry holds the
+# fields in Message order (see _FIELD_ATTRIBUTES); a hit needs no check but the one
+# of the body against the signature.
 FIELD_CACHE_SIZE = 1024
-_FIELD_CACHE: dict[str, dict[bytes, tuple[Any, ...]]] = {LITTLE: {}, BIG: {}}
+_FIELD_ATTRIBUTES = ("path", "interface", "member", "error_name", "destination", "sender",
+                     "signature", "unix_fds", "sender_span")
+_Fields = tuple[Any, ...]
+_NO_FIELDS: _Fields = (None, None, None, None, None, None, "", 0, None)
 # Replies from one peer differ only in their reply serial's four bytes: they are cached
-# apart, by their fields with those bytes zeroed, found by trying the offsets at which
+# apart, by their header with those bytes zeroed, found by trying the offsets at which
 # recent replies carried it. A hit is a header identical to a validated one except for
 # a u32 field's value, so the only check left is the one on that value (not zero).
 MAX_REPLY_SERIAL_OFFSETS = 4
-_REPLY_CACHE: dict[str, dict[bytes, tuple[Any, ...]]] = {LITTLE: {}, BIG: {}}
-_REPLY_SERIAL_AT: dict[str, list[int]] = {LITTLE: [], BIG: []}  # offsets into the cache key
 _ZERO_U32 = bytes(4)
+_PADDING = tuple(bytes(size) for size in range(8))  # zero bytes up to the next multiple of 8
+# Forwarded bodies up to this size are copied next to their new header: sending one
+# buffer costs less than gathering two until the copy itself costs more.
+COPY_BODY_MAX = 4096
 _FIXED = {LITTLE: struct.Struct("<4xIII"), BIG: struct.Struct(">4xIII")}
 _U32 = {LITTLE: struct.Struct("<I"), BIG: struct.Struct(">I")}
+
+
+class _HeaderCache:
+    """The validated headers of one byte order and message type."""
+
+    __slots__ = ("endian", "mtype", "fields", "replies", "serial_at")
+
+    def __init__(self, endian: str, mtype: int) -> None:
+        self.endian = endian
+        self.mtype = mtype
+        self.fields: dict[bytes, _Fields] = {}
+        self.replies: dict[bytes, tuple[_Fields, int]] = {}  # zeroed key -> fields, offset
+        self.serial_at: list[int] = []  # offsets into the key, most recent first
+
+
+_TYPES = (METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL)
+# by the frame's first two bytes (byte order mark << 8 | message type): a miss is an
+# invalid byte order or an unknown message type
+_CACHES = {(mark << 8) | mtype: _HeaderCache(endian, mtype)
+           for mark, endian in ((ord("l"), LITTLE), (ord("B"), BIG)) for mtype in _TYPES}
 
 
 class Message:
@@ -80,26 +108,31 @@ class Message:
                  "error_name", "reply_serial", "destination", "sender", "signature",
                  "unix_fds", "body_offset", "fields_end", "sender_span", "fds", "fwd", "_args")
 
-    def __init__(self, raw: bytes, endian: str, mtype: int, flags: int, serial: int) -> None:
+    def __init__(self, raw: bytes, endian: str, mtype: int, flags: int, serial: int,
+                 fields: _Fields = _NO_FIELDS, body_offset: int = 0, fields_end: int = 0,
+                 reply_serial: int = 0) -> None:
         self.raw = raw
         self.endian = endian
         self.type = mtype
         self.flags = flags
         self.serial = serial
-        self.path: str | None = None
-        self.interface: str | None = None
-        self.member: str | None = None
-        self.error_name: str | None = None
-        self.reply_serial = 0
-        self.destination: str | None = None
-        self.sender: str | None = None
-        self.signature = ""
-        self.unix_fds = 0
-        self.body_offset = 0
-        self.fields_end = 0
-        self.sender_span: tuple[int, int] | None = None
+        self.path: str | None
+        self.interface: str | None
+        self.member: str | None
+        self.error_name: str | None
+        self.destination: str | None
+        self.sender: str | None
+        self.signature: str
+        self.unix_fds: int
+        self.sender_span: tuple[int, int] | None
+        (self.path, self.interface, self.member, self.error_name, self.destination,
+         self.sender, self.signature, self.unix_fds, self.sender_span) = fields
+        self.reply_serial = reply_serial
+        self.body_offset = body_offset
+        self.fields_end = fields_end
         self.fds: list[int] = []
-        self.fwd: tuple[bytes, bytes | memoryview] | None = None  # forwarded form, cached
+        # the buffers that forward it and their size, once made (router.py)
+        self.fwd: tuple[list[bytes | memoryview], int] | None = None
         self._args: list[Any] | None = None
 
     @property
@@ -134,72 +167,100 @@ def frame_size(head: bytes | bytearray | memoryview, pos: int = 0) -> int:
 
 def parse(raw: bytes) -> Message:
     """Parse and validate the header of one complete frame."""
-    endian = _ENDIANS.get(raw[0])
-    if endian is None:
-        raise FramingError(f"invalid byte order mark {raw[0]!r}")
-    mtype, flags, version = raw[1], raw[2], raw[3]
-    if version != PROTOCOL_VERSION:
-        raise FramingError(f"unsupported protocol version {version}")
-    body_len, serial, fields_len = _FIXED[endian].unpack_from(raw, 0)
-    if serial == 0:
-        raise FramingError("message serial is zero")
+    msg = next_frame(raw, 0) if len(raw) >= FIXED_HEADER_SIZE else None
+    if msg is None or len(msg.raw) != len(raw):
+        raise FramingError("frame length does not match its header")
+    return msg
+
+
+def next_frame(view: bytes | bytearray, pos: int,
+               max_size: int = MAX_MESSAGE_SIZE) -> Message | None:
+    """The message whose frame starts at ``view[pos]``, header validated, or None while
+    the frame is incomplete. At least its first 16 bytes must be there: they are
+    checked at once, so a frame over ``max_size`` (a configured bound, at most the
+    protocol's) is refused before anything is buffered beyond them."""
+    cache = _CACHES.get(view[pos] << 8 | view[pos + 1])
+    if cache is None:
+        frame_size(view, pos)  # a bad byte order mark is reported as such
+        raise FramingError(f"unknown message type {view[pos + 1]}")
+    body_len, serial, fields_len = _FIXED[cache.endian].unpack_from(view, pos)
+    if body_len > MAX_MESSAGE_SIZE or fields_len > MAX_MESSAGE_SIZE:
+        raise FramingError("message length exceeds the 128 MiB maximum")
     fields_end = FIXED_HEADER_SIZE + fields_len
     body_offset = fields_end + (-fields_len % 8)
-    if body_offset + body_len != len(raw):
-        raise FramingError("frame length does not match its header")
+    size = body_offset + body_len
+    if size > max_size:
+        if size > MAX_MESSAGE_SIZE:
+            raise FramingError(f"message of {size} bytes exceeds the 128 MiB maximum")
+        raise FramingError(f"message of {size} bytes exceeds the configured maximum of "
+                           f"{max_size}")
+    if len(view) - pos < size:
+        return None
+    if view[pos + 3] != PROTOCOL_VERSION:
+        raise FramingError(f"unsupported protocol version {view[pos + 3]}")
+    if serial == 0:
+        raise FramingError("message serial is zero")
+    if pos == 0 and size == len(view) and isinstance(view, bytes):
+        raw = view  # the read held exactly one message: no copy
+    else:
+        raw = bytes(view[pos:pos + size])
+    key = raw[FIXED_HEADER_SIZE - 4:body_offset]  # the fields' length, fields, padding
+    fields = cache.fields.get(key)
+    reply_serial = 0
+    if fields is None:
+        fields, reply_serial = _validate_header(cache, raw, key, fields_end, body_offset)
+    if body_len and not fields[6]:
+        raise FramingError("message has a body but no signature")
+    return Message(raw, cache.endian, cache.mtype, raw[2], serial, fields, body_offset,
+                   fields_end, reply_serial)
+
+
+def _validate_header(cache: _HeaderCache, raw: bytes, key: bytes, fields_end: int,
+                     body_offset: int) -> tuple[_Fields, int]:
+    """The fields and reply serial of a header not in the cache; cache it."""
     if any(raw[fields_end:body_offset]):
         raise FramingError("non-zero padding after the header")
-    msg = Message(raw, endian, mtype, flags, serial)
-    msg.body_offset = body_offset
-    msg.fields_end = fields_end
-    cache = _FIELD_CACHE[endian]
-    key = raw[FIXED_HEADER_SIZE - 4:fields_end]
-    cached = cache.get(key)
-    if cached is not None:
-        (msg.path, msg.interface, msg.member, msg.error_name, msg.destination, msg.sender,
-         msg.signature, msg.unix_fds, msg.sender_span) = cached
-    elif not (mtype in _REPLY_TYPES and _cached_reply(msg, key, endian)):
-        try:
-            serial_at = _parse_fields(msg, raw, fields_end, _U32[endian])
-        except (MarshalError, SignatureError, IndexError, struct.error) as exc:
-            raise FramingError(f"invalid header field: {exc}") from None
-        entry = (msg.path, msg.interface, msg.member, msg.error_name, msg.destination,
-                 msg.sender, msg.signature, msg.unix_fds, msg.sender_span)
-        if not serial_at:
-            if len(cache) >= FIELD_CACHE_SIZE:
-                cache.clear()
-            cache[key] = entry
-        else:
-            _remember_reply(key, serial_at - (FIXED_HEADER_SIZE - 4), endian, entry)
-    _check_required(msg, body_len)
-    return msg
+    if cache.mtype in _REPLY_TYPES:
+        hit = _cached_reply(cache, key)
+        if hit is not None:
+            return hit
+    msg = Message(raw, cache.endian, cache.mtype, 0, 1)
+    try:
+        serial_at = _parse_fields(msg, raw, fields_end, _U32[cache.endian])
+    except (MarshalError, SignatureError, IndexError, struct.error) as exc:
+        raise FramingError(f"invalid header field: {exc}") from None
+    _check_required(msg)
+    fields = tuple(getattr(msg, name) for name in _FIELD_ATTRIBUTES)
+    if not serial_at:
+        if len(cache.fields) >= FIELD_CACHE_SIZE:
+            cache.fields.clear()
+        cache.fields[key] = fields
+    else:
+        _remember_reply(cache, key, serial_at - (FIXED_HEADER_SIZE - 4), fields)
+    return fields, msg.reply_serial
 
 
 _REPLY_TYPES = (METHOD_RETURN, ERROR)
 
 
-def _cached_reply(msg: Message, key: bytes, endian: str) -> bool:
-    """Fill ``msg`` from the reply cache, if a header like ``key`` was validated."""
-    replies = _REPLY_CACHE[endian]
-    for at in _REPLY_SERIAL_AT[endian]:
-        cached = replies.get(key[:at] + _ZERO_U32 + key[at + 4:])
-        if cached is not None and cached[9] == at:
-            (value,) = _U32[endian].unpack_from(key, at)
+def _cached_reply(cache: _HeaderCache, key: bytes) -> tuple[_Fields, int] | None:
+    """The fields and reply serial of a header like a validated one but for its serial."""
+    for at in cache.serial_at:
+        cached = cache.replies.get(key[:at] + _ZERO_U32 + key[at + 4:])
+        if cached is not None and cached[1] == at:
+            (value,) = _U32[cache.endian].unpack_from(key, at)
             if value == 0:
                 raise FramingError("reply serial is zero")
-            msg.reply_serial = value
-            (msg.path, msg.interface, msg.member, msg.error_name, msg.destination, msg.sender,
-             msg.signature, msg.unix_fds, msg.sender_span) = cached[:9]
-            return True
-    return False
+            return cached[0], value
+    return None
 
 
-def _remember_reply(key: bytes, at: int, endian: str, entry: tuple[Any, ...]) -> None:
-    replies = _REPLY_CACHE[endian]
+def _remember_reply(cache: _HeaderCache, key: bytes, at: int, fields: _Fields) -> None:
+    replies = cache.replies
     if len(replies) >= FIELD_CACHE_SIZE:
         replies.clear()
-    replies[key[:at] + _ZERO_U32 + key[at + 4:]] = (*entry, at)
-    offsets = _REPLY_SERIAL_AT[endian]
+    replies[key[:at] + _ZERO_U32 + key[at + 4:]] = (fields, at)
+    offsets = cache.serial_at
     if at not in offsets:
         offsets.insert(0, at)
         del offsets[MAX_REPLY_SERIAL_OFFSETS:]
@@ -292,7 +353,7 @@ def _single_type(sig: bytes) -> str:
     raise FramingError(f"invalid header field signature {sig!r}")
 
 
-def _check_required(msg: Message, body_len: int) -> None:
+def _check_required(msg: Message) -> None:
     mtype = msg.type
     if mtype == METHOD_CALL:
         if msg.path is None or msg.member is None:
@@ -312,8 +373,6 @@ def _check_required(msg: Message, body_len: int) -> None:
         raise FramingError("the org.freedesktop.DBus.Local interface is reserved")
     if msg.path == "/org/freedesktop/DBus/Local":
         raise FramingError("the /org/freedesktop/DBus/Local path is reserved")
-    if body_len and not msg.signature:
-        raise FramingError("message has a body but no signature")
 
 
 def _string_field(code: int, sig: int, text: str, u32: struct.Struct) -> bytes:
@@ -333,6 +392,46 @@ def _u32_field(code: int, value: int, u32: struct.Struct) -> bytes:
     return bytes((code, 1, ord("u"), 0)) + u32.pack(value)
 
 
+# Encoded text header fields of the messages the bus builds, padded to 8, with the
+# size of that padding: the bus's name, paths, interfaces and members repeat in every
+# reply and signal, so most are validated and encoded once.
+BUILT_FIELD_CACHE_SIZE = 512
+_BUILT_FIELDS: dict[tuple[int, str, str], tuple[bytes, int]] = {}
+_TEXT_FIELD_TYPES = {FIELD_PATH: ord("o"), FIELD_INTERFACE: ord("s"), FIELD_MEMBER: ord("s"),
+                     FIELD_ERROR_NAME: ord("s"), FIELD_DESTINATION: ord("s"),
+                     FIELD_SENDER: ord("s"), FIELD_SIGNATURE: ord("g")}
+_NOT_TEXT = {FIELD_PATH: "string expected for 'o'", FIELD_SIGNATURE: "signature expected"}
+_NOT_STRING = "string expected for 's'"
+
+
+def _text_field(code: int, text: object, endian: str) -> tuple[bytes, int]:
+    """A header field of type o, s or g, padded to 8, and its padding's size."""
+    if not isinstance(text, str):
+        raise MarshalError(f"{_NOT_TEXT.get(code, _NOT_STRING)}, got {text!r}")
+    key = (code, text, endian)
+    hit = _BUILT_FIELDS.get(key)
+    if hit is not None:
+        return hit
+    sig = _TEXT_FIELD_TYPES[code]
+    if code == FIELD_SIGNATURE:
+        try:
+            split_signature(text)
+            data = text.encode("ascii")
+        except (SignatureError, UnicodeEncodeError) as exc:
+            raise MarshalError(str(exc)) from None
+        field = bytes((FIELD_SIGNATURE, 1, sig, 0, len(data))) + data + b"\0"
+    else:
+        if code == FIELD_PATH:
+            names.check_object_path(text)
+        field = _string_field(code, sig, text, _U32[endian])
+    pad = -len(field) % 8
+    hit = (field + _PADDING[pad], pad)
+    if len(_BUILT_FIELDS) >= BUILT_FIELD_CACHE_SIZE:
+        _BUILT_FIELDS.clear()
+    _BUILT_FIELDS[key] = hit
+    return hit
+
+
 def build(mtype: int, serial: int, *, path: str | None = None, interface: str | None = None,
           member: str | None = None, error_name: str | None = None, reply_serial: int = 0,
           destination: str | None = None, sender: str | None = None, signature: str = "",
@@ -344,51 +443,41 @@ def build(mtype: int, serial: int, *, path: str | None = None, interface: str | 
     alignment is fixed), with the same checks a :class:`Writer` makes: this runs
     for every reply and signal the bus sends, Hello's three included.
     """
+    if not isinstance(signature, str):
+        raise MarshalError(f"signature expected, got {signature!r}")
     if body is None:
         body = marshal(signature, args, endian) if signature else b""
     u32 = _U32.get(endian)
     if u32 is None:
         raise MarshalError(f"unknown byte order {endian!r}")
-    fields: list[bytes] = []
-    if path is not None:
-        if not isinstance(path, str):
-            raise MarshalError(f"string expected for 'o', got {path!r}")
-        names.check_object_path(path)
-        fields.append(_string_field(FIELD_PATH, ord("o"), path, u32))
-    for code, text in ((FIELD_INTERFACE, interface), (FIELD_MEMBER, member),
-                       (FIELD_ERROR_NAME, error_name)):
+    parts = [b"", b""]  # the fixed header's two pieces, filled in last
+    pad = 0  # of the last field: the header's own padding, not part of its length
+    for code, text in ((FIELD_PATH, path), (FIELD_INTERFACE, interface),
+                       (FIELD_MEMBER, member), (FIELD_ERROR_NAME, error_name)):
         if text is not None:
-            if not isinstance(text, str):
-                raise MarshalError(f"string expected for 's', got {text!r}")
-            fields.append(_string_field(code, ord("s"), text, u32))
+            field, pad = _text_field(code, text, endian)
+            parts.append(field)
     if reply_serial:
-        fields.append(_u32_field(FIELD_REPLY_SERIAL, reply_serial, u32))
+        parts.append(_u32_field(FIELD_REPLY_SERIAL, reply_serial, u32))
+        pad = 0
     for code, text in ((FIELD_DESTINATION, destination), (FIELD_SENDER, sender)):
         if text is not None:
-            if not isinstance(text, str):
-                raise MarshalError(f"string expected for 's', got {text!r}")
-            fields.append(_string_field(code, ord("s"), text, u32))
+            field, pad = _text_field(code, text, endian)
+            parts.append(field)
     if signature:
-        if not isinstance(signature, str):
-            raise MarshalError(f"signature expected, got {signature!r}")
-        try:
-            split_signature(signature)
-            data = signature.encode("ascii")
-        except (SignatureError, UnicodeEncodeError) as exc:
-            raise MarshalError(str(exc)) from None
-        fields.append(bytes((FIELD_SIGNATURE, 1, ord("g"), 0, len(data))) + data + b"\0")
+        field, pad = _text_field(FIELD_SIGNATURE, signature, endian)
+        parts.append(field)
     if unix_fds:
-        fields.append(_u32_field(FIELD_UNIX_FDS, unix_fds, u32))
-    padded = [f + bytes(-len(f) % 8) for f in fields]
-    if padded:
-        padded[-1] = fields[-1]  # the header's own padding follows the length
-    header_fields = b"".join(padded)
-    head = (b"l" if endian == LITTLE else b"B") + bytes((mtype, flags, PROTOCOL_VERSION))
+        parts.append(_u32_field(FIELD_UNIX_FDS, unix_fds, u32))
+        pad = 0
+    padded_len = sum(len(part) for part in parts)
+    parts[0] = (b"l" if endian == LITTLE else b"B") + bytes((mtype, flags, PROTOCOL_VERSION))
     try:
-        fixed = u32.pack(len(body)) + u32.pack(serial) + u32.pack(len(header_fields))
+        parts[1] = u32.pack(len(body)) + u32.pack(serial) + u32.pack(padded_len - pad)
     except struct.error as exc:
         raise MarshalError(f"cannot marshal the fixed header: {exc}") from None
-    return b"".join((head, fixed, header_fields, bytes(-len(header_fields) % 8), body))
+    parts.append(body)
+    return b"".join(parts)
 
 
 def sender_field(sender: str, endian: str) -> bytes:
@@ -398,20 +487,31 @@ def sender_field(sender: str, endian: str) -> bytes:
 
 
 def with_sender(msg: Message, field: bytes) -> tuple[bytes, bytes | memoryview]:
-    """Return (new header, body) of ``msg`` with its sender field set to ``field``.
+    """Return (head, rest) of ``msg`` with its sender field set to ``field``: the
+    frame to forward is ``head + rest``.
 
-    The body is a view into the original frame; sending both with one gathered
-    write forwards the message without copying the body.
+    A body of up to COPY_BODY_MAX bytes is copied into ``head`` (``rest`` is empty):
+    one buffer is cheaper to send than two. A bigger one stays a view into the
+    original frame, sent with ``head`` in one gathered write, never copied.
     """
     raw = msg.raw
+    start = msg.body_offset
+    if msg.sender_span is None:
+        # the fields and their padding stay as they are; the sender field goes last
+        fields_len = start - FIXED_HEADER_SIZE + len(field)
+        if len(raw) - start <= COPY_BODY_MAX:
+            return b"".join((raw[:12], _U32[msg.endian].pack(fields_len), raw[16:start], field,
+                             _PADDING[-fields_len % 8], raw[start:])), b""
+        return b"".join((raw[:12], _U32[msg.endian].pack(fields_len), raw[16:start], field,
+                         _PADDING[-fields_len % 8])), memoryview(raw)[start:]
     end = msg.fields_end
-    head_fields = raw[FIXED_HEADER_SIZE:end]
-    if msg.sender_span is not None:
-        start, stop = msg.sender_span
-        stop += -stop % 8 if stop < end else 0
-        head_fields = raw[FIXED_HEADER_SIZE:start] + raw[min(stop, end):end]
+    first, stop = msg.sender_span
+    stop += -stop % 8 if stop < end else 0
+    head_fields = raw[FIXED_HEADER_SIZE:first] + raw[min(stop, end):end]
     pad = -(FIXED_HEADER_SIZE + len(head_fields)) % 8
     fields_len = len(head_fields) + pad + len(field)
-    header = b"".join((raw[:12], _U32[msg.endian].pack(fields_len), head_fields, bytes(pad),
-                       field, bytes(-fields_len % 8)))
-    return header, memoryview(raw)[msg.body_offset:]
+    head = b"".join((raw[:12], _U32[msg.endian].pack(fields_len), head_fields, _PADDING[pad],
+                     field, _PADDING[-fields_len % 8]))
+    if len(raw) - start <= COPY_BODY_MAX:
+        return head + raw[start:], b""
+    return head, memoryview(raw)[start:]
