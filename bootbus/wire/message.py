@@ -65,7 +65,8 @@ _ENDIANS = {ord("l"): LITTLE, ord("B"): BIG}
 FIELD_CACHE_SIZE = 1024
 _FIELD_ATTRIBUTES = ("path", "interface", "member", "error_name", "destination", "sender",
                      "signature", "unix_fds", "sender_span")
-_Fields = tuple[Any, ...]
+if TYPE_CHECKING:  # Any exists for the type checker only (no typing at run time)
+    _Fields = tuple[Any, ...]
 _NO_FIELDS: _Fields = (None, None, None, None, None, None, "", 0, None)
 # Replies from one peer differ only in their reply serial's four bytes: they are cached
 # apart, by their header with those bytes zeroed, found by trying the offsets at which
