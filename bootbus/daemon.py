@@ -369,6 +369,7 @@ def run(config: Config) -> int:
         # restoring: imported already, and a device waiter in the snapshot needs it.
         # In the initramfs: switch_root may delete the files of a later import.
         import_deferred()
+        _more_files(telemetry.step)
         from .io import devices
         supervisor.attach(devices.COMPONENT, devices.install(bus, server, services.register,
                                                              telemetry.step))
@@ -442,6 +443,7 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
         del services.interfaces[DEVICES_IFACE]
         try:
             import_deferred()
+            _more_files(log)
             from .io import devices
         except (ImportError, OSError) as exc:  # e.g. our files deleted under us
             log(3, f"device monitor not loaded, {DEVICES_IFACE} not served: {exc}")
@@ -461,6 +463,16 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
     server.add_timer(lambda: None if loaded else due, when_due)
     # a re-exec before then (its preflight takes ~40 ms) must carry the devices' state
     supervisor.on_reexec_requested.append(load)
+
+
+def _more_files(log: Callable[..., None]) -> None:
+    """Raise the open-file limit (bootbus.io.rlimit) once the bus serves; it carries
+    across re-execs, so a restored image finds it raised already."""
+    from .io import rlimit
+    raised = rlimit.raise_nofile()
+    if raised is not None:
+        log(6, f"open-file limit raised from {raised[0]} to {raised[1]}",
+            NOFILE_BEFORE=raised[0], NOFILE=raised[1])
 
 
 def _ms_since(monotonic: str) -> str:

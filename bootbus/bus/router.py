@@ -141,8 +141,8 @@ class Bus:
         peer = self.by_unique.get(name)  # most destinations (every reply) are unique names
         if peer is not None or name.startswith(":"):
             return peer
-        owner = self.registry.owner(name)
-        return self.peers.get(owner) if owner is not None else None
+        queue = self.registry.queues.get(name)  # (registry.owner, inline: every call)
+        return self.peers.get(queue[0].peer) if queue else None
 
     def owns(self, well_known: str, unique: str) -> bool:
         owner = self.registry.owner(well_known)
@@ -167,6 +167,10 @@ class Bus:
             return
         if msg.fds and not peer.unix_fd:
             raise PeerError("fds received on a connection that did not negotiate them")
+        if msg.type > m.SIGNAL:  # a type the spec does not define: well-formed, ignored
+            self._count("unknown_type_ignored")
+            self._release_fds(msg)
+            return
         dest = msg.destination
         if dest == BUS_NAME or (dest is None and msg.type == m.METHOD_CALL
                                 and msg.interface == BUS_NAME):
@@ -771,11 +775,6 @@ def _body_args(msg: m.Message) -> list[Any] | None:
         return None
 
 
-__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE",
-           "MAX_MATCH_RULES_PER_PEER", "MAX_NAMES_PER_PEER", "MAX_OUTGOING_BYTES_PER_PEER",
-           "MAX_OUTGOING_FDS_PER_PEER", "MAX_PENDING_REPLIES_PER_PEER"]
-
-
 def _forwarded(sender: Peer | None, msg: m.Message) -> tuple[list[bytes | memoryview], int]:
     """The buffers that forward ``msg`` with the sender field of ``sender`` (a message
     from the bus itself carries its sender already), and their size."""
@@ -789,3 +788,8 @@ def _forwarded(sender: Peer | None, msg: m.Message) -> tuple[list[bytes | memory
     if rest:
         return [head, rest], len(head) + len(rest)
     return [head], len(head)
+
+
+__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE",
+           "MAX_MATCH_RULES_PER_PEER", "MAX_NAMES_PER_PEER", "MAX_OUTGOING_BYTES_PER_PEER",
+           "MAX_OUTGOING_FDS_PER_PEER", "MAX_PENDING_REPLIES_PER_PEER"]

@@ -221,7 +221,6 @@ class Activator:
         self.systemd = False
         bus.name_hooks.append(self._name_changed)
         server.add_timer(self._next_deadline, self._expire)
-        server.on_tick.append(self._settle_exits)
         server.on_disconnect.append(self._disconnected)
 
     # -- the driver's interface ---------------------------------------------------
@@ -322,12 +321,19 @@ class Activator:
             entry = pwd.getpwnam(service.user)  # KeyError: an unknown user
             user, group = entry.pw_uid, entry.pw_gid
         import subprocess  # see the module docstring
+
+        from . import rlimit
+        # The daemon's raised open-file limit is not for its children. preexec_fn runs
+        # Python between fork and exec, which threads make risky in general; this one
+        # only calls setrlimit, and only when the limit was raised.
+        lower = rlimit.child_nofile if rlimit.children_need_lower() else None
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=wfd, stderr=wfd,
                                     env=env, cwd="/", close_fds=True, start_new_session=True,
                                     user=user, group=group,
-                                    extra_groups=[] if user is not None else None)
+                                    extra_groups=[] if user is not None else None,
+                                    preexec_fn=lower)
         except BaseException:
             os.close(rfd)
             raise
@@ -425,7 +431,13 @@ class Activator:
         self.server.remove_fd(child.pidfd)
         os.close(child.pidfd)
         self.children.pop(child.pidfd, None)
-        self.exited.append(child)  # judged after this iteration's messages are routed
+        self._judge_later(child)
+
+    def _judge_later(self, child: Child) -> None:
+        """Judge an exited child after this iteration's messages are routed."""
+        if not self.exited:
+            self.server.soon.append(self._settle_exits)
+        self.exited.append(child)
 
     def _settle_exits(self) -> None:
         """A child that exited: fail its activation unless its name got an owner meanwhile."""
@@ -526,7 +538,7 @@ class Activator:
         else:  # exited before the exec, not judged yet
             if child.output >= 0:
                 self.server.add_fd(child.output, functools.partial(self._read_output, child))
-            self.exited.append(child)
+            self._judge_later(child)
         return child
 
     def _restore_activation(self, record: ComponentRecord, by_pid: dict[int, Child]) -> None:

@@ -98,13 +98,14 @@ class Server:
         self.clock = clock
         self.epoll = select.epoll()
         self.running = False
-        self.on_tick: list[Callable[[], None]] = []
+        self.on_tick: list[Callable[[], None]] = []  # after every iteration's events
+        self.soon: list[Callable[[], None]] = []  # once, when settle() runs next
         self.on_disconnect: list[Callable[[Peer, str], None]] = []
         self.on_connect: list[Callable[[Peer], None]] = []
         self.on_refuse: list[Callable[[int, int, str], None]] = []  # uid, pid, reason
         self.extra: dict[int, Callable[[int], None]] = {}  # other fds: fd -> handler(events)
-        # (when is it due: monotonic seconds or None, what to run then); cheap per-iteration
-        # work goes to on_tick, timers are for work that must not run on every wakeup
+        # (when is it due: monotonic seconds or None, what to run then); work that is
+        # due after an event goes to soon, timers are for work that waits for a time
         self.timers: list[tuple[Callable[[], float | None], Callable[[], None]]] = []
         self._timers_due = 0.0  # when _when_due runs next (monotonic seconds, NEVER)
         self._conns_peak = 0  # most connections since memory was last given back
@@ -161,7 +162,7 @@ class Server:
                 self._when_due(now)
             due = self._timers_due
             try:
-                events = poll(-1.0 if due == NEVER else due - now)
+                events = poll(-1.0 if due == NEVER else max(0.0, due - now))  # (<0: forever)
             except InterruptedError:
                 events = []
             self.process(events)
@@ -216,23 +217,27 @@ class Server:
         self.settle()
 
     def settle(self) -> None:
-        """Disconnect doomed peers, write every dirty peer, close released fds."""
+        """Disconnect doomed peers, write every dirty peer, run what was asked for
+        soon (it may doom or queue more), close released fds."""
         bus = self.bus
-        while bus.doomed or bus.dirty:
+        while bus.doomed or bus.dirty or self.soon:
             while bus.doomed:
                 peer, reason = bus.doomed.popitem()
                 conn = self.by_peer.get(peer.id)
                 if conn is not None:
                     self.disconnect(conn, reason)
-            if not bus.dirty:
-                continue
-            dirty = bus.dirty
-            bus.dirty = set()
-            by_peer = self.by_peer
-            for peer in dirty:
-                conn = by_peer.get(peer.id)
-                if conn is not None and not conn.events & _OUT:
-                    self._flush(conn)
+            if bus.dirty:
+                dirty = bus.dirty
+                bus.dirty = set()
+                by_peer = self.by_peer
+                for peer in dirty:
+                    conn = by_peer.get(peer.id)
+                    if conn is not None and not conn.events & _OUT:
+                        self._flush(conn)
+            if self.soon and not bus.doomed:
+                due, self.soon = self.soon, []
+                for callback in due:
+                    callback()
         if bus.fds_to_close:
             for fd in bus.fds_to_close:
                 _close_fd(fd)

@@ -73,7 +73,6 @@ class Telemetry:
         # Written once per loop iteration (a write per record cost ~8 us, a sixth of a
         # connection's life); warnings and worse go out at once.
         self._echo: list[str] = []
-        server.on_tick.append(self.flush_echo)
         self._client_budget: dict[int, tuple[float, float]] = {}
         server.on_connect.append(self._connected)
         server.on_disconnect.append(self._disconnected)
@@ -88,6 +87,8 @@ class Telemetry:
         except StepLogError:
             pass
         if self.echo_stderr:
+            if not self._echo:
+                self.server.soon.append(self.flush_echo)
             self._echo.append(f"<{priority}>bootbus: {message}\n")
             if priority <= LOG_WARNING:
                 self.flush_echo()

@@ -21,6 +21,7 @@ TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
 if TYPE_CHECKING:
     from typing import Any
 
+INVALID = 0
 METHOD_CALL = 1
 METHOD_RETURN = 2
 ERROR = 3
@@ -69,11 +70,11 @@ if TYPE_CHECKING:  # Any exists for the type checker only (no typing at run time
     _Fields = tuple[Any, ...]
 _NO_FIELDS: _Fields = (None, None, None, None, None, None, "", 0, None)
 # Replies from one peer differ only in their reply serial's four bytes: they are cached
-# apart, by their header with those bytes zeroed, found by trying the offsets at which
-# recent replies carried it. A hit is a header identical to a validated one except for
-# a u32 field's value, so the only check left is the one on that value (not zero).
+# apart, by what follows those bytes, found by trying the offsets at which recent
+# replies carried them; a hit must match what precedes them too. A hit is a header
+# identical to a validated one except for a u32 field's value, so the only check left
+# is the one on that value (not zero).
 MAX_REPLY_SERIAL_OFFSETS = 4
-_ZERO_U32 = bytes(4)
 _PADDING = tuple(bytes(size) for size in range(8))  # zero bytes up to the next multiple of 8
 # Forwarded bodies up to this size are copied next to their new header: sending one
 # buffer costs less than gathering two until the copy itself costs more.
@@ -91,15 +92,29 @@ class _HeaderCache:
         self.endian = endian
         self.mtype = mtype
         self.fields: dict[bytes, _Fields] = {}
-        self.replies: dict[bytes, tuple[_Fields, int]] = {}  # zeroed key -> fields, offset
+        # a reply's key after its serial -> (the key before it, its offset, fields)
+        self.replies: dict[bytes, tuple[bytes, int, _Fields]] = {}
         self.serial_at: list[int] = []  # offsets into the key, most recent first
 
 
 _TYPES = (METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL)
-# by the frame's first two bytes (byte order mark << 8 | message type): a miss is an
-# invalid byte order or an unknown message type
+# by the frame's first two bytes (byte order mark << 8 | message type); a miss is an
+# invalid byte order or a type the spec does not define (see _unknown_type)
 _CACHES = {(mark << 8) | mtype: _HeaderCache(endian, mtype)
            for mark, endian in ((ord("l"), LITTLE), (ord("B"), BIG)) for mtype in _TYPES}
+
+
+def _unknown_type(mark: int, mtype: int) -> _HeaderCache:
+    """The header cache for a message type this bus does not know. The spec: such
+    messages must be well-formed like the known ones, and are ignored (the router
+    drops them); type 0 is invalid."""
+    endian = _ENDIANS.get(mark)
+    if endian is None:
+        raise FramingError(f"invalid byte order mark {mark!r}")
+    if mtype == INVALID:
+        raise FramingError("message type 0 is invalid")
+    cache = _CACHES[(mark << 8) | mtype] = _HeaderCache(endian, mtype)  # at most 2 x 251
+    return cache
 
 
 class Message:
@@ -182,8 +197,7 @@ def next_frame(view: bytes | bytearray, pos: int,
     protocol's) is refused before anything is buffered beyond them."""
     cache = _CACHES.get(view[pos] << 8 | view[pos + 1])
     if cache is None:
-        frame_size(view, pos)  # a bad byte order mark is reported as such
-        raise FramingError(f"unknown message type {view[pos + 1]}")
+        cache = _unknown_type(view[pos], view[pos + 1])
     body_len, serial, fields_len = _FIXED[cache.endian].unpack_from(view, pos)
     if body_len > MAX_MESSAGE_SIZE or fields_len > MAX_MESSAGE_SIZE:
         raise FramingError("message length exceeds the 128 MiB maximum")
@@ -209,7 +223,16 @@ def next_frame(view: bytes | bytearray, pos: int,
     fields = cache.fields.get(key)
     reply_serial = 0
     if fields is None:
-        fields, reply_serial = _validate_header(cache, raw, key, fields_end, body_offset)
+        for at in cache.serial_at:  # a reply: the same header as a validated one but
+            hit = cache.replies.get(key[at + 4:])  # for the reply serial's value?
+            if hit is not None and hit[1] == at and key.startswith(hit[0]):
+                fields = hit[2]
+                (reply_serial,) = _U32[cache.endian].unpack_from(key, at)
+                if reply_serial == 0:
+                    raise FramingError("reply serial is zero")
+                break
+        else:
+            fields, reply_serial = _validate_header(cache, raw, key, fields_end, body_offset)
     if body_len and not fields[6]:
         raise FramingError("message has a body but no signature")
     return Message(raw, cache.endian, cache.mtype, raw[2], serial, fields, body_offset,
@@ -221,10 +244,6 @@ def _validate_header(cache: _HeaderCache, raw: bytes, key: bytes, fields_end: in
     """The fields and reply serial of a header not in the cache; cache it."""
     if any(raw[fields_end:body_offset]):
         raise FramingError("non-zero padding after the header")
-    if cache.mtype in _REPLY_TYPES:
-        hit = _cached_reply(cache, key)
-        if hit is not None:
-            return hit
     msg = Message(raw, cache.endian, cache.mtype, 0, 1)
     try:
         serial_at = _parse_fields(msg, raw, fields_end, _U32[cache.endian])
@@ -241,26 +260,13 @@ def _validate_header(cache: _HeaderCache, raw: bytes, key: bytes, fields_end: in
     return fields, msg.reply_serial
 
 
-_REPLY_TYPES = (METHOD_RETURN, ERROR)
-
-
-def _cached_reply(cache: _HeaderCache, key: bytes) -> tuple[_Fields, int] | None:
-    """The fields and reply serial of a header like a validated one but for its serial."""
-    for at in cache.serial_at:
-        cached = cache.replies.get(key[:at] + _ZERO_U32 + key[at + 4:])
-        if cached is not None and cached[1] == at:
-            (value,) = _U32[cache.endian].unpack_from(key, at)
-            if value == 0:
-                raise FramingError("reply serial is zero")
-            return cached[0], value
-    return None
-
-
 def _remember_reply(cache: _HeaderCache, key: bytes, at: int, fields: _Fields) -> None:
+    """Cache a reply's header by what follows its reply serial; a hit must match what
+    precedes it too."""
     replies = cache.replies
     if len(replies) >= FIELD_CACHE_SIZE:
         replies.clear()
-    replies[key[:at] + _ZERO_U32 + key[at + 4:]] = (fields, at)
+    replies[key[at + 4:]] = (key[:at], at, fields)
     offsets = cache.serial_at
     if at not in offsets:
         offsets.insert(0, at)
@@ -368,8 +374,6 @@ def _check_required(msg: Message) -> None:
     elif mtype == METHOD_RETURN:
         if not msg.reply_serial:
             raise FramingError("method return without reply serial")
-    else:
-        raise FramingError(f"unknown message type {mtype}")
     if msg.interface == "org.freedesktop.DBus.Local":
         raise FramingError("the org.freedesktop.DBus.Local interface is reserved")
     if msg.path == "/org/freedesktop/DBus/Local":

@@ -34,6 +34,21 @@ def test_hello_gives_a_unique_name_then_name_acquired() -> None:
     assert bus.lookup(":1.2") is client.peer
 
 
+def test_a_message_of_an_unknown_type_is_ignored() -> None:
+    """Spec: messages of an unknown type are ignored; the sender stays connected."""
+    bus = new_bus()
+    sender, target = connect(bus), connect(bus)
+    raw = m.build(m.SIGNAL, 9, path="/a", interface="a.b", member="M",
+                  destination=target.unique_name)
+    unknown = raw[:1] + bytes((7,)) + raw[2:]
+    (msg,) = sender.peer.framer.feed(unknown)
+    bus.dispatch(sender.peer, msg)
+    assert target.received() == [] and not bus.doomed
+    assert bus.stats["unknown_type_ignored"] == 1
+    sender.signal(destination=target.unique_name)
+    assert [summary(s)[0] for s in target.received()] == ["signal"]
+
+
 def test_unique_names_are_never_reused() -> None:
     bus = new_bus()
     names = []

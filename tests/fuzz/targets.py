@@ -34,7 +34,7 @@ MAX_PADDING = 1 << 16  # the header target pads short frames up to this many byt
 
 def check_message(msg: m.Message) -> None:
     """A message the parser accepted must survive what the bus does with it."""
-    assert msg.serial != 0 and msg.type in (1, 2, 3, 4)
+    assert msg.serial != 0 and msg.type != 0  # unknown types parse when well-formed (spec)
     assert len(msg.fds) in (0, msg.unix_fds)
     try:
         msg.args()

@@ -16,8 +16,9 @@ from bootbus.wire.errors import FramingError
 from bootbus.wire.limits import MAX_MESSAGE_SIZE
 
 from .frames import (
-    BIG_ENDIAN_NAME_ACQUIRED, ERROR_NAME, INTERFACE, LIBDBUS_HELLO, MEMBER, PATH, REPLY_SERIAL,
-    SENDER, UNIX_FDS, call_fields, frame, join_fields, sig_field, str_field, u32_field,
+    BIG_ENDIAN_NAME_ACQUIRED, DESTINATION, ERROR_NAME, INTERFACE, LIBDBUS_HELLO, MEMBER, PATH,
+    REPLY_SERIAL, SENDER, UNIX_FDS, call_fields, frame, join_fields, sig_field, str_field,
+    u32_field,
 )
 from .hexbytes import hx
 
@@ -131,7 +132,8 @@ BAD_FRAMES = {
     "protocol version 0": frame(call_fields(), version=0),
     "serial 0": frame(call_fields(), serial=0),
     "message type 0": frame(call_fields(), mtype=0),
-    "message type 5": frame(call_fields(), mtype=5),
+    "message type 5 with a bad header field": frame(call_fields(path="/a/"), mtype=5),
+    "message type 200 with non-zero padding": frame(call_fields(), mtype=200)[:-1] + b"\1",
     "method call without member": frame(join_fields(str_field(PATH, "/a", sig=b"o"))),
     "method call without path": frame(join_fields(str_field(MEMBER, "M"))),
     "signal without interface": frame(join_fields(str_field(PATH, "/a", sig=b"o"),
@@ -209,6 +211,16 @@ def test_unknown_header_fields_are_skipped() -> None:
     assert (msg.path, msg.member, msg.destination) == ("/a", "M", "a.b")
 
 
+@pytest.mark.parametrize("endian", ["l", "B"])
+def test_a_message_of_an_unknown_type_is_parsed_when_well_formed(endian: str) -> None:
+    """The spec: unknown types must be well-formed like the known ones, then ignored
+    (the router drops them); none of the known types' required fields apply."""
+    raw = frame(join_fields(str_field(DESTINATION, "a.b", endian)), mtype=5, endian=endian)
+    msg = m.parse(raw)
+    assert (msg.type, msg.destination, msg.path, msg.member) == (5, "a.b", None, None)
+    assert m.parse(raw).type == 5  # the cached header answers the same
+
+
 def test_frame_size_rejects_an_unknown_byte_order() -> None:
     with pytest.raises(FramingError):
         m.frame_size(b"X" + bytes(15))
@@ -233,3 +245,32 @@ def test_frame_size_bound_of_128_mib(body_len: int, fields_len: int, ok: bool,
     else:
         with pytest.raises(FramingError):
             m.frame_size(head)
+
+
+# -- the header caches -------------------------------------------------------------
+
+@pytest.mark.parametrize("endian", ["l", "B"])
+def test_replies_that_differ_before_their_serial_are_not_confused(endian: str) -> None:
+    """The reply cache is keyed by what follows the reply serial; what precedes it
+    (here the destination, of the same length) must match as well."""
+    def reply(destination: str, serial: int) -> bytes:
+        return frame(join_fields(str_field(DESTINATION, destination, endian),
+                                 u32_field(REPLY_SERIAL, serial, endian)),
+                     mtype=m.METHOD_RETURN, endian=endian)
+
+    first = m.parse(reply(":1.1", 7))
+    again = m.parse(reply(":1.1", 8))  # a hit: only the serial differs
+    other = m.parse(reply(":1.2", 9))  # same bytes after the serial, not before it
+    assert (first.destination, first.reply_serial) == (":1.1", 7)
+    assert (again.destination, again.reply_serial) == (":1.1", 8)
+    assert (other.destination, other.reply_serial) == (":1.2", 9)
+    with pytest.raises(FramingError, match="reply serial is zero"):
+        m.parse(reply(":1.1", 0))
+
+
+def test_a_header_cached_for_one_type_is_checked_again_for_another() -> None:
+    """A signal needs an interface, a call does not: the cache is per type."""
+    fields = call_fields()
+    assert m.parse(frame(fields)).member == "M"  # cached as a call's header
+    with pytest.raises(FramingError, match="signal without path, interface or member"):
+        m.parse(frame(fields, mtype=m.SIGNAL))
