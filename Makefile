@@ -1,5 +1,7 @@
 # bootbus: the two commands of the README are `make run` and `make test`.
 PYTHON ?= /usr/bin/python3
+# ruff is no Debian 12 package: python3 -m venv /tmp/ruffenv && /tmp/ruffenv/bin/pip install ruff
+RUFF ?= ruff
 
 # Runtime packages (Debian's), then what the tests drive: the reference
 # brokers and the real clients.
@@ -29,7 +31,7 @@ test: test-deps bytecode
 
 lint:
 	$(PYTHON) -m mypy
-	ruff check bootbus tests bench
+	$(RUFF) check bootbus tests bench
 
 bench: test-deps bytecode
 	$(PYTHON) bench/run.py $(BENCH_ARGS)

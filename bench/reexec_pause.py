@@ -20,7 +20,9 @@ It never touches the machine's buses and stops everything it started.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import re
 import resource
@@ -38,9 +40,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bootbus.client import Client, connect_socket  # noqa: E402
-from bootbus.wire import message as m  # noqa: E402
-from bootbus.wire.framer import Framer  # noqa: E402
+from bootbus.client import Client, connect_socket
+from bootbus.wire import message as m
+from bootbus.wire.framer import Framer
 
 PYTHON = "/usr/bin/python3"
 ECHO = "org.bootbus.bench.Echo"
@@ -142,7 +144,7 @@ def longest_gap(stamps: list[float], start: float, end: float) -> float:
     after = [t for t in stamps if t >= end]
     if after:
         inside[-1] = after[0]
-    return max(b - a for a, b in zip(inside, inside[1:]))
+    return max(b - a for a, b in itertools.pairwise(inside))
 
 
 def run(clients: int, rounds: int, nice: int | None, source: Path) -> int:
@@ -231,10 +233,10 @@ def _round(number: int, stamps: list[float], asked: float, answered: float,
     ask_ms = next((float(ms) for g, ms in after_ask if g == gen), float("nan"))
     size = next((int(b) for g, b in executing if g == gen), 0)
     pause = longest_gap(stamps, asked, answered) * 1000
-    before = [b - a for a, b in zip(stamps, stamps[1:]) if b < asked]
+    before = [b - a for a, b in itertools.pairwise(stamps) if b < asked]
     baseline = max(before) * 1000 if before else float("nan")
     twin = (f"{ask_ms:.1f} ms after asking the twin that served meanwhile"
-            if ask_ms == ask_ms else "no twin")
+            if not math.isnan(ask_ms) else "no twin")
     print(f"round {number}: pause {pause:.1f} ms; daemon: {exec_ms:.1f} ms after exec, {twin}, "
           f"{_prepare_ms(steplog, gen):.1f} ms to snapshot; snapshot {size} bytes; "
           f"Reexec answered after {(answered - asked) * 1000:.0f} ms "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from brokers import STOP_TIMEOUT_S, clean_env, wait_for_hello  # noqa: E402
+from brokers import STOP_TIMEOUT_S, clean_env, wait_for_hello
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,11 +18,11 @@ from . import __version__
 from .bus import driver
 from .bus.peer import Peer
 from .bus.router import Bus
-from .io.listen import Listener, from_systemd, listen_all
 from .io import reexec
+from .io.listen import Listener, from_systemd, listen_all
 from .io.server import Server
-from .io.supervisor import PHASE_INITRAMFS, Supervisor
 from .io.services import SERVICE, InterfaceRouter
+from .io.supervisor import PHASE_INITRAMFS, Supervisor
 from .io.telemetry import LOG_IFACE, Telemetry
 from .state import snapshot
 from .wire.errors import AddressError
@@ -74,15 +74,18 @@ class Config:
 # A table and a 30-line loop instead of argparse, which costs 7 ms of a 50 ms
 # start-up budget (measured with python3 -X importtime).
 FLAGS: tuple[tuple[str, str, str], ...] = (
-    ("--address", "value", "D-Bus address(es) to listen on, ';'-separated (default: "
-     "unix:path=RUNTIME_DIR/bus, or the sockets systemd passes)"),
+    ("--address", "value",
+     ("D-Bus address(es) to listen on, ';'-separated (default: "
+      "unix:path=RUNTIME_DIR/bus, or the sockets systemd passes)")),
     ("--runtime-dir", "value", "where bootbus keeps its files (default /run/bootbus as root)"),
     ("--print-address", "flag", "print the address clients should use once listening"),
-    ("--config", "value", "dbus-daemon <busconfig> file: listen addresses, policy, service "
-     "dirs (e.g. /usr/share/dbus-1/system.conf)"),
+    ("--config", "value",
+     ("dbus-daemon <busconfig> file: listen addresses, policy, service "
+      "dirs (e.g. /usr/share/dbus-1/system.conf)")),
     ("--service-dir", "many", "read activatable .service files from DIR (repeatable)"),
-    ("--system-activation", "flag", "also read the system bus's standard service directories "
-     "and start services as the system bus"),
+    ("--system-activation", "flag",
+     ("also read the system bus's standard service directories "
+      "and start services as the system bus")),
     ("--restore-fd", "int", ""),
     ("--handover-fd", "int", ""),
     ("--preflight", "hidden", ""),
@@ -336,7 +339,7 @@ def run(config: Config) -> int:
         # imported before the restore: with a twin serving meanwhile, clients never wait
         # for these imports
         import_deferred()
-        from .io import activation, devices  # noqa: F401
+        from .io import activation, devices
         server, listeners, state = restore(config, bus)
     else:
         listeners = [] if config.address else from_systemd()

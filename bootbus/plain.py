@@ -24,7 +24,8 @@ from __future__ import annotations
 # (the name is what mypy looks for). `cast` is typing's, an identity function.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, ClassVar, NoReturn, TypeVar, cast as cast
+    from typing import Any, ClassVar, NoReturn, TypeVar
+    from typing import cast as cast  # noqa: PLC0414 - re-exported (strict mypy wants it said)
 
     F = TypeVar("F", bound="Fields")
 else:
@@ -75,7 +76,7 @@ def replace(obj: F, **changes: Any) -> F:
     """A shallow copy of `obj` with some fields changed (dataclasses.replace)."""
     unknown = changes.keys() - set(obj._fields)
     if unknown:
-        raise TypeError(f"{obj.__class__.__qualname__} has no field {sorted(unknown)[0]!r}")
+        raise TypeError(f"{obj.__class__.__qualname__} has no field {min(unknown)!r}")
     new = obj.__class__.__new__(obj.__class__)
     for name in obj._fields:
         object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))

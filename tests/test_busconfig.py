@@ -309,8 +309,8 @@ ERRORS = [
      "send_error cannot be combined with send_member or send_interface"),
     ('<policy context="default"><allow receive_error="e.E" receive_interface="i.I"/></policy>',
      3, "receive_error cannot be combined"),
-    ('<policy context="default"><allow send_destination="a" send_destination_prefix="a"/>'
-     "</policy>", 3, "send_destination cannot be combined with send_destination_prefix"),
+    (('<policy context="default"><allow send_destination="a" send_destination_prefix="a"/>'
+      "</policy>"), 3, "send_destination cannot be combined with send_destination_prefix"),
     ('<policy context="default"><allow send_type="telegram"/></policy>', 3,
      'Bad message type "telegram"'),
     ('<policy context="default"><allow receive_type="telegram"/></policy>', 3,
@@ -325,8 +325,8 @@ ERRORS = [
      "receive_requested_reply attribute"),
     ('<policy context="default"><allow send_broadcast="maybe"/></policy>', 3,
      "send_broadcast attribute, must be true or false"),
-    ('<policy context="default"><allow send_broadcast="true" send_destination="a.b"/>'
-     "</policy>", 3, "cannot match anything"),
+    (('<policy context="default"><allow send_broadcast="true" send_destination="a.b"/>'
+      "</policy>"), 3, "cannot match anything"),
     ('<policy context="default"><allow send_type="signal" max_fds="-1"/></policy>', 3,
      'Bad value "-1" for max_fds attribute'),
     ('<policy context="default"><allow receive_type="signal" min_fds="33554433"/></policy>', 3,

@@ -27,8 +27,15 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bootbus.client import BUS, BUS_PATH, Client
-from bootbus.ctl import (EXIT_BUS, EXIT_OFFLINE_UNAVAILABLE, EXIT_USAGE, LINKTYPE_DBUS,
-                         PCAP_MAGIC, PCAP_SNAPLEN, main)
+from bootbus.ctl import (
+    EXIT_BUS,
+    EXIT_OFFLINE_UNAVAILABLE,
+    EXIT_USAGE,
+    LINKTYPE_DBUS,
+    PCAP_MAGIC,
+    PCAP_SNAPLEN,
+    main,
+)
 from bootbus.io.summary import SummaryError, read_summary
 from bootbus.wire import message as m
 
@@ -306,7 +313,7 @@ def test_monitor_pcap_is_read_by_tshark(daemon: Daemon, tmp_path: Path) -> None:
     assert members == ["FirstSignal", "SecondSignal"]
 
     decoded = subprocess.run([tshark, "-r", str(pcap), "-V"], capture_output=True, text=True,
-                             timeout=60)
+                             timeout=60, check=False)
     assert decoded.returncode == 0, decoded.stderr
     assert "D-Bus" in decoded.stdout
     assert "Member: FirstSignal" in decoded.stdout

@@ -71,7 +71,7 @@ def test_the_interface_name_is_the_modules() -> None:
 def test_the_timer_loads_the_monitor_after_the_delay(parts: tuple) -> None:  # type: ignore[type-arg]
     _bus, server, services, supervisor, clock = parts
     logged: list[str] = []
-    daemon._defer_devices(server, services, supervisor,  # noqa: SLF001
+    daemon._defer_devices(server, services, supervisor,
                           lambda _p, text, **_f: logged.append(text))
     _run_timers(server)
     assert devices.COMPONENT not in supervisor.components  # not due yet
@@ -86,7 +86,7 @@ def test_the_timer_loads_the_monitor_after_the_delay(parts: tuple) -> None:  # t
 
 def test_an_early_call_loads_the_monitor_and_is_answered(parts: tuple) -> None:  # type: ignore[type-arg]
     bus, server, services, supervisor, _clock = parts
-    daemon._defer_devices(server, services, supervisor, lambda *_a, **_f: None)  # noqa: SLF001
+    daemon._defer_devices(server, services, supervisor, lambda *_a, **_f: None)
     peer = _active_peer(bus)
     devpath = os.path.realpath("/sys/class/net/lo")[len("/sys"):]
     call = m.parse(m.build(m.METHOD_CALL, 7, path=devices.PATH, interface=devices.IFACE,
@@ -104,7 +104,7 @@ def test_a_reexec_asked_for_early_loads_the_monitor_first(parts: tuple) -> None:
     """The preflight may finish before the delay: the image must have device state to
     hand over, or devices added during the exec are never signalled."""
     _bus, server, services, supervisor, _clock = parts
-    daemon._defer_devices(server, services, supervisor, lambda *_a, **_f: None)  # noqa: SLF001
+    daemon._defer_devices(server, services, supervisor, lambda *_a, **_f: None)
     assert devices.COMPONENT not in supervisor.components
     for hook in supervisor.on_reexec_requested:  # what Supervisor._start runs
         hook()
@@ -114,9 +114,9 @@ def test_a_reexec_asked_for_early_loads_the_monitor_first(parts: tuple) -> None:
 def test_a_failed_import_is_logged_and_the_bus_serves_on(
         parts: tuple, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
     """A root deleted under us (switch_root) makes the late import fail: log, go on."""
-    bus, server, services, supervisor, clock = parts
+    _bus, server, services, supervisor, clock = parts
     logged: list[tuple[int, str]] = []
-    daemon._defer_devices(server, services, supervisor,  # noqa: SLF001
+    daemon._defer_devices(server, services, supervisor,
                           lambda priority, text, **_f: logged.append((priority, text)))
     monkeypatch.setitem(sys.modules, "bootbus.io.devices", None)  # import raises ImportError
     monkeypatch.delattr("bootbus.io.devices", raising=False)

@@ -436,8 +436,8 @@ def test_check_delivery_from_and_to_the_driver() -> None:
 def test_check_delivery_replies() -> None:
     system_like = client(SendRule(True, message_type=METHOD_RETURN),
                          ReceiveRule(True, message_type=METHOD_RETURN))
-    args = dict(sender=system_like, sender_names=PeerNames(":1.2"), recipient=system_like,
-                recipient_names=PeerNames(":1.1"))
+    args = {"sender": system_like, "sender_names": PeerNames(":1.2"), "recipient": system_like,
+            "recipient_names": PeerNames(":1.1")}
     assert check_delivery(reply(), reply_expected=True, **args).allowed  # type: ignore[arg-type]
     second = check_delivery(reply(), reply_expected=False, **args)  # type: ignore[arg-type]
     assert (second.allowed, second.rejected_by, second.requested_reply) == (False, "send", False)

@@ -90,7 +90,8 @@ def test_the_daemon_raises_its_limit_and_its_children_start_lower(tmp_path: Path
         proc = subprocess.Popen(
             [PYTHON, "-m", "bootbus", "--address", address, "--runtime-dir",
              str(tmp_path / "rt"), "--service-dir", str(services), "--print-address"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=_start_low)
+            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
+            preexec_fn=_start_low)  # noqa: PLW1509 - only setrlimit runs between fork and exec
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith(address)
         hard = _expected_hard()

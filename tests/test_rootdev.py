@@ -70,7 +70,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 def ctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PYTHON, "-m", "bootbus.ctl", "--address", address, *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
 
 
 def step_log(runtime_dir: Path) -> list[dict[str, Any]]:

@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakes import FakeClock
 from bootbus.io.steplog import (
-    canonical_seq,
     KMSG_BURST,
     KMSG_LINE_MAX_BYTES,
     KMSG_RESERVE_FOR_WARNINGS,
@@ -32,10 +30,12 @@ from bootbus.io.steplog import (
     RecordFilter,
     StepLog,
     StepLogError,
+    canonical_seq,
     kmsg_line,
     read_records,
     seq_of_line,
 )
+from fakes import FakeClock
 
 
 class FakeSink:
@@ -120,12 +120,12 @@ def test_canonical_seq_reads_whole_lines_and_refuses_torn_or_broken_ones(
         b"{",
         b"[]",
         b'{"seq":1}',
-        b'{"seq":0,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
-        b'"message":"m","fields":{}}',
-        b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":8,'
-        b'"message":"m","fields":{}}',
-        b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
-        b'"message":"m","fields":{"a":1}}',
+        (b'{"seq":0,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
+         b'"message":"m","fields":{}}'),
+        (b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":8,'
+         b'"message":"m","fields":{}}'),
+        (b'{"seq":1,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,'
+         b'"message":"m","fields":{"a":1}}'),
         b'{"seq":true,"realtime_usec":1,"monotonic_usec":1,"phase":"p","priority":1,"message":"m"}',
     ],
 )

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from fakes import FakeClock
 from bootbus.io.steplog import LOG_ERR, Record
 from bootbus.io.summary import (
     SUMMARY_FILENAME,
@@ -33,6 +32,7 @@ from bootbus.io.summary import (
     read_summary,
     summary_from_json,
 )
+from fakes import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 

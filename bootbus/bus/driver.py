@@ -14,11 +14,11 @@ from collections.abc import Callable
 from ..wire import message as m
 from ..wire.errors import MarshalError, SignatureError
 from ..wire.names import is_bus_name
+from . import introspect
 from . import names as nm
 from .match import MatchRuleError, MatchRuleTooLong, parse_rule
 from .peer import Peer, PeerState
 from .router import BUS_NAME, Bus
-from . import introspect
 
 TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def start_service_by_name(call: Call) -> tuple[Any, ...]:
 def update_activation_environment(call: Call) -> tuple[Any, ...]:
     _privileged(call, "UpdateActivationEnvironment")
     (env,) = call.args
-    for key, value in env.items():
+    for key in env:
         if not key or "=" in key:
             raise DriverError("InvalidArgs", f"Invalid environment variable name {key!r}")
     if call.bus.activator is not None:

@@ -12,10 +12,14 @@ from collections.abc import Callable
 
 from ..plain import FrozenFields
 from ..wire import message as m
-from ..wire.signature import split_signature
 from ..wire.names import (
-    is_bus_name, is_interface_name, is_member_name, is_object_path, is_unique_name,
+    is_bus_name,
+    is_interface_name,
+    is_member_name,
+    is_object_path,
+    is_unique_name,
 )
+from ..wire.signature import split_signature
 
 TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
 if TYPE_CHECKING:

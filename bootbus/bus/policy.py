@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar, Union
+from typing import Generic, Literal, Protocol, TypeVar
 
 from ..wire.message import ERROR, METHOD_CALL, METHOD_RETURN, SIGNAL
 
@@ -211,8 +211,8 @@ class GroupRule:
     gid: int | None = None  # None: group="*"
 
 
-Rule = Union[SendRule, ReceiveRule, OwnRule, UserRule, GroupRule]
-ClientRule = Union[SendRule, ReceiveRule, OwnRule]
+Rule = SendRule | ReceiveRule | OwnRule | UserRule | GroupRule
+ClientRule = SendRule | ReceiveRule | OwnRule
 
 
 @dataclass(frozen=True, slots=True)

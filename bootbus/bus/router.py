@@ -29,8 +29,15 @@ from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
 from . import names as nm
 from .match import MatchRule, matches
 from .peer import OutFrame, Peer, PeerState, SharedFds
-from .quota import (MAX_MATCH_RULES_PER_PEER, MAX_NAMES_PER_PEER, MAX_OUTGOING_BYTES_PER_PEER,
-                    MAX_OUTGOING_FDS_PER_PEER, MAX_PENDING_REPLIES_PER_PEER, Limits, UserUsage)
+from .quota import (
+    MAX_MATCH_RULES_PER_PEER,
+    MAX_NAMES_PER_PEER,
+    MAX_OUTGOING_BYTES_PER_PEER,
+    MAX_OUTGOING_FDS_PER_PEER,
+    MAX_PENDING_REPLIES_PER_PEER,
+    Limits,
+    UserUsage,
+)
 
 TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
 if TYPE_CHECKING:
@@ -727,8 +734,8 @@ class Bus:
                     raw = m.build(m.ERROR, self.next_serial(), error_name=ERR_NO_REPLY,
                                   reply_serial=serial, destination=caller.unique_name,
                                   sender=BUS_NAME, signature="s",
-                                  args=("Message recipient disconnected from message bus "
-                                        "without replying",))
+                                  args=(("Message recipient disconnected from message bus "
+                                         "without replying"),))
                     self.send_from_bus(caller, raw)
         peer.user.replies -= own
         peer.pending_calls = 0
@@ -790,6 +797,15 @@ def _forwarded(sender: Peer | None, msg: m.Message) -> tuple[list[bytes | memory
     return [head], len(head)
 
 
-__all__ = ["Bus", "PeerError", "BUS_NAME", "BUS_PATH", "MAX_UNIX_FDS_PER_MESSAGE",
-           "MAX_MATCH_RULES_PER_PEER", "MAX_NAMES_PER_PEER", "MAX_OUTGOING_BYTES_PER_PEER",
-           "MAX_OUTGOING_FDS_PER_PEER", "MAX_PENDING_REPLIES_PER_PEER"]
+__all__ = [
+    "BUS_NAME",
+    "BUS_PATH",
+    "MAX_MATCH_RULES_PER_PEER",
+    "MAX_NAMES_PER_PEER",
+    "MAX_OUTGOING_BYTES_PER_PEER",
+    "MAX_OUTGOING_FDS_PER_PEER",
+    "MAX_PENDING_REPLIES_PER_PEER",
+    "MAX_UNIX_FDS_PER_MESSAGE",
+    "Bus",
+    "PeerError",
+]

@@ -35,13 +35,14 @@ import signal
 from collections.abc import Callable, Iterable, Mapping
 
 from ..bus.peer import Peer, PeerState
+
 # the defaults; the effective values are the bus's limits (a configuration's
 # service_start_timeout and max_pending_service_starts)
 from ..bus.quota import ACTIVATION_TIMEOUT, MAX_PENDING_ACTIVATIONS
 from ..bus.router import Bus, PeerError
 from ..plain import FrozenFields
-from ..wire import message as m
 from ..state.snapshot import ComponentRecord
+from ..wire import message as m
 from .notify import NOTIFY_ENVIRONMENT
 from .server import Server
 
@@ -273,7 +274,7 @@ class Activator:
             return None
         if len(self.pending) >= self.bus.limits.max_pending_activations:
             self._fail_one(peer, msg, ERR_LIMITS, "The maximum number of pending "
-                           "activations has been reached, activation of %s failed" % name)
+                           f"activations has been reached, activation of {name} failed")
             return None
         activation = Activation(service,
                                 self.server.clock() + self.bus.limits.activation_timeout)
@@ -333,7 +334,7 @@ class Activator:
                                     env=env, cwd="/", close_fds=True, start_new_session=True,
                                     user=user, group=group,
                                     extra_groups=[] if user is not None else None,
-                                    preexec_fn=lower)
+                                    preexec_fn=lower)  # noqa: PLW1509 - see the comment above
         except BaseException:
             os.close(rfd)
             raise

@@ -487,4 +487,4 @@ def install(bus: Bus, server: Server, register: Callable[[str, Handler], None],
     return devices
 
 
-__all__ = ["Devices", "IFACE", "PATH", "install", "matches", "monitor_source"]
+__all__ = ["IFACE", "PATH", "Devices", "install", "matches", "monitor_source"]

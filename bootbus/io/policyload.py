@@ -21,9 +21,9 @@ from ..bus.peer import Peer
 from ..bus.policy import Credentials, DeliveryVerdict, PeerNames, Policy, check_delivery
 from ..bus.quota import Limits
 from ..bus.router import Bus
+from ..wire.limits import MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
 from ..wire.message import Message
 from .busconfig import BusConfig, ConfigError, load_config
-from ..wire.limits import MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
 
 _MS = 0.001
 # <limit name> -> (the Limits attribute it sets, the unit's factor, the per-user bound

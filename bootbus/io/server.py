@@ -138,13 +138,11 @@ class Server:
             # order: _expire_auth then ends a new connection at most one old timeout late)
             conn.deadline = self.clock() + self.bus.limits.auth_timeout
             self.authenticating[conn] = None
-            if conn.deadline < self._timers_due:
-                self._timers_due = conn.deadline
+            self._timers_due = min(self._timers_due, conn.deadline)
             self.incomplete_by_uid[peer.uid] = self.incomplete_by_uid.get(peer.uid, 0) + 1
         self.conns_by_uid[peer.uid] = self.conns_by_uid.get(peer.uid, 0) + 1
         self.conns[sock.fileno()] = conn
-        if len(self.conns) > self._conns_peak:
-            self._conns_peak = len(self.conns)
+        self._conns_peak = max(self._conns_peak, len(self.conns))
         self.by_peer[peer.id] = conn
         if peer.outq:
             conn.events = _IN | _OUT

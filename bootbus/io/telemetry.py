@@ -246,4 +246,4 @@ class Telemetry:
         return True
 
 
-__all__ = ["Telemetry", "LOG_IFACE"]
+__all__ = ["LOG_IFACE", "Telemetry"]

@@ -10,8 +10,8 @@ socket and never closes an fd: fds it rejects are returned to the caller.
 """
 
 from .errors import FramingError, MarshalError, SignatureError
-from .marshal import check_simple_body
 from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
+from .marshal import check_simple_body
 from .message import Message, next_frame
 
 MAX_QUEUED_FDS = 4 * MAX_UNIX_FDS_PER_MESSAGE  # fds received ahead of the message that uses them

@@ -274,8 +274,8 @@ def test_disconnect_drops_every_place() -> None:
     (":1.5", "request", "Cannot acquire a service starting with ':' such as \":1.5\""),
     (":1.5", "release", "Cannot release a service starting with ':' such as \":1.5\""),
     ("org.freedesktop.DBus", "request",
-     "Connection is not allowed to own the service \"org.freedesktop.DBus\" because it is "
-     "reserved for D-Bus' use only"),
+     ("Connection is not allowed to own the service \"org.freedesktop.DBus\" because it is "
+      "reserved for D-Bus' use only")),
     ("org.freedesktop.DBus", "release",
      "Cannot release the org.freedesktop.DBus service because it is owned by the bus"),
     ("nodots", "request", "Requested bus name \"nodots\" is not valid"),

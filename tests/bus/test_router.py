@@ -60,10 +60,10 @@ def test_unique_names_are_never_reused() -> None:
 
 
 @pytest.mark.parametrize("first", [
-    dict(destination=BUS, member="ListNames", interface=BUS),
-    dict(destination=None, member="Hello", interface=BUS),
-    dict(destination="com.example.X", member="Hello", interface=BUS),
-    dict(destination=BUS, member="Hello", interface="com.example.I"),
+    {"destination": BUS, "member": "ListNames", "interface": BUS},
+    {"destination": None, "member": "Hello", "interface": BUS},
+    {"destination": "com.example.X", "member": "Hello", "interface": BUS},
+    {"destination": BUS, "member": "Hello", "interface": "com.example.I"},
 ], ids=["other method", "no destination", "other destination", "other interface"])
 def test_a_first_message_other_than_hello_disconnects(first: dict) -> None:
     bus = new_bus()

@@ -10,8 +10,15 @@ import struct
 import click
 import pytest
 
-from bootbus.ctl import (PcapWriter, format_message, message_dict, parse_args, parse_priority,
-                         parse_since, plain)
+from bootbus.ctl import (
+    PcapWriter,
+    format_message,
+    message_dict,
+    parse_args,
+    parse_priority,
+    parse_since,
+    plain,
+)
 from bootbus.wire import message as m
 from bootbus.wire.marshal import marshal
 

@@ -19,10 +19,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent)]  # the repo (bootbus), tests/ (fuzz)
 
-import atheris  # noqa: E402  (not a Debian package: pip install atheris)
+import atheris  # not a Debian package: pip install atheris
 
 with atheris.instrument_imports(include=["bootbus", "fuzz"]):
-    from fuzz import targets  # noqa: E402
+    from fuzz import targets
 
 
 def write_seeds(directory: Path, target: str | None) -> int:

@@ -54,8 +54,8 @@ SIGNATURES: list[str] = [
 ]
 
 RULES: list[str] = [
-    "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
-    "member='NameOwnerChanged',path='/org/freedesktop/DBus',arg0='com.example'",
+    ("type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+     "member='NameOwnerChanged',path='/org/freedesktop/DBus',arg0='com.example'"),
     "arg0namespace='com.example',path_namespace='/a',eavesdrop='true'",
     r"arg0=''\''',arg1='\',arg2=',',arg3='\\',arg4path='/a/',destination=':1.5'",
 ]

@@ -16,8 +16,8 @@ logged a traceback fails the test (or the suite) that owned it.
 
 from __future__ import annotations
 
-import time
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path

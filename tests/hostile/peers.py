@@ -20,7 +20,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from integration import rawwire as rw
 from integration.buses import Bus
@@ -112,7 +112,7 @@ class ForeignUser:
 
                 attack(report)
                 code = 0
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - the forked child reports anything, then exits
                 os.write(report_w, json.dumps({"error": traceback.format_exc()}).encode() + b"\n")
             finally:
                 os._exit(code)
@@ -153,7 +153,7 @@ class ForeignUser:
         self._report.close()
         raise AssertionError(f"the uid {self.uid} attacker did not exit once released")
 
-    def __enter__(self) -> ForeignUser:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 
 # How long the daemon may take to give memory and fds back after an attack ends.
 SETTLE_TIMEOUT_S = 5.0
@@ -84,7 +85,7 @@ class PeakSampler:
             self.peak_fds = max(self.peak_fds, now.fds)
             self._stop.wait(self.INTERVAL_S)
 
-    def __enter__(self) -> PeakSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

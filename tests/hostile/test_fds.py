@@ -9,8 +9,8 @@ the count it had before).
 from __future__ import annotations
 
 import array
-import resource
 import os
+import resource
 import socket
 import time
 

@@ -19,8 +19,14 @@ from typing import Any
 from integration import rawwire as rw
 
 from .conftest import REPEAT_RSS_TOLERANCE_KIB, Target
-from .peers import (NOBODY, THIRD_UID, ForeignUser, assert_disconnected,
-                    assert_served_promptly, registered)
+from .peers import (
+    NOBODY,
+    THIRD_UID,
+    ForeignUser,
+    assert_disconnected,
+    assert_served_promptly,
+    registered,
+)
 from .procstat import PeakSampler
 
 # bootbus's per-user bounds (bootbus/io/server.py), restated so that a change
@@ -186,12 +192,12 @@ def complete_flood(path: str) -> Callable[[Callable[[dict[str, Any]], None]], No
 
 
 def complete_flood_episode(target: Target) -> None:
-    with PeakSampler(target.pid) as peak:
-        with ForeignUser(NOBODY, complete_flood(target.bus.socket_path)) as flood:
-            got = flood.wait_report()
-            assert got == {"served": MAX_CONNECTIONS_PER_USER,
-                           "refused": COMPLETE_FLOOD - MAX_CONNECTIONS_PER_USER}
-            assert_bystanders_served(target)
+    with (PeakSampler(target.pid) as peak,
+          ForeignUser(NOBODY, complete_flood(target.bus.socket_path)) as flood):
+        got = flood.wait_report()
+        assert got == {"served": MAX_CONNECTIONS_PER_USER,
+                       "refused": COMPLETE_FLOOD - MAX_CONNECTIONS_PER_USER}
+        assert_bystanders_served(target)
     print(f"{MAX_CONNECTIONS_PER_USER} peers: peak {peak.peak_rss_kib - target.before.rss_kib}"
           " KiB over baseline")
 

@@ -16,10 +16,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
-from jeepney import DBusAddress, HeaderFields, MatchRule, Message, MessageType
-from jeepney import new_error, new_method_call, new_method_return
+from jeepney import (
+    DBusAddress,
+    HeaderFields,
+    MatchRule,
+    Message,
+    MessageType,
+    new_error,
+    new_method_call,
+    new_method_return,
+)
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
 DRIVER = "org.freedesktop.DBus"
@@ -164,7 +172,7 @@ class Service(threading.Thread):
             time.sleep(SERVICE_POLL_S / 5)
         return list(self.calls)
 
-    def __enter__(self) -> Service:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -180,7 +188,7 @@ class Service(threading.Thread):
                     continue
                 if msg.header.message_type is MessageType.method_call:
                     self._dispatch(msg)
-        except BaseException as exc:  # handed to the test by stop()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test by stop()
             self._error = exc
 
     def _dispatch(self, msg: Message) -> None:

@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 # Message types and flags from the specification's "Message Format" section.
 METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
@@ -263,7 +263,7 @@ class RawPeer:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> RawPeer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -353,7 +353,7 @@ class RawPeer:
                 chunk = self.sock.recv(65536)
             except ConnectionResetError:
                 return received
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not chunk:
                 return received

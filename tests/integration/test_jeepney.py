@@ -7,8 +7,15 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from jeepney import DBusAddress, HeaderFields, MatchRule, Message, MessageType
-from jeepney import new_method_call, new_signal
+from jeepney import (
+    DBusAddress,
+    HeaderFields,
+    MatchRule,
+    Message,
+    MessageType,
+    new_method_call,
+    new_signal,
+)
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import Proxy, open_dbus_connection
 

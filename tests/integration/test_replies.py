@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from jeepney import DBusAddress, HeaderFields, Message, MessageFlag, MessageType
-from jeepney import new_method_call, new_method_return
+from jeepney import (
+    DBusAddress,
+    HeaderFields,
+    Message,
+    MessageFlag,
+    MessageType,
+    new_method_call,
+    new_method_return,
+)
 
 from .buses import Bus
 from .peers import DRIVER, DRIVER_ADDR, Peer, Service, echo, error_name

@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Self
 
 from .buses import PYTHON, REPO_ROOT
 
@@ -39,7 +40,7 @@ def run(cmd: Sequence[str], *, check: bool = True,
         timeout: float = TOOL_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """Run a client to completion; with check, fail with its stderr if it fails."""
     done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
-                          env=tool_env(), stdin=subprocess.DEVNULL)
+                          env=tool_env(), stdin=subprocess.DEVNULL, check=False)
     if check and done.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} exited {done.returncode}\nstdout: {done.stdout}\n"
@@ -132,7 +133,7 @@ class Background:
                 pipe.close()
         return self.proc.returncode
 
-    def __enter__(self) -> Background:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -26,8 +26,15 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from jeepney import DBusAddress, HeaderFields, Message, MessageType, new_method_call
-from jeepney import new_method_return, new_signal
+from jeepney import (
+    DBusAddress,
+    HeaderFields,
+    Message,
+    MessageType,
+    new_method_call,
+    new_method_return,
+    new_signal,
+)
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 

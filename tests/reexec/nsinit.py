@@ -50,8 +50,8 @@ from typing import Any
 REPO, WORK, SCENARIO = sys.argv[1:4]
 sys.path.insert(0, REPO)
 
-from bootbus.client import Client  # noqa: E402
-from bootbus.wire import message as m  # noqa: E402
+from bootbus.client import Client
+from bootbus.wire import message as m
 
 ADDRESS = "unix:path=/run/bootbus/bus"
 SERVICE = "org.bootbus.ns.Service"
@@ -198,7 +198,7 @@ class Peers:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service saw {len(self.ticks_seen)}/{self.ticks_sent} "
                                    f"ticks, {len(self.held)}/{wanted} calls")
-            self.service._read(deadline)  # noqa: SLF001 - the small client has no poll
+            self.service._read(deadline)  # the small client has no poll
             while self.service.queue:
                 msg = self.service.queue.pop(0)
                 if msg.type == m.SIGNAL and msg.interface == TICK_IFACE:
@@ -229,7 +229,8 @@ def bootbusctl(*args: str) -> str:
     """bootbusctl as the hooks and units run it, from the current root's /usr/lib/bootbus."""
     proc = subprocess.run(["/usr/bin/python3", "-m", "bootbus.ctl", "--address", ADDRESS, *args],
                           env={"PYTHONPATH": "/usr/lib/bootbus", "PATH": "/usr/bin"},
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=PIVOT_TIMEOUT_S)
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=PIVOT_TIMEOUT_S,
+                          check=False)
     out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
     if proc.returncode != 0:
         raise RuntimeError(f"bootbusctl {' '.join(args)} failed ({proc.returncode}): {out}")

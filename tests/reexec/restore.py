@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Self
 
 from jeepney.low_level import Message, MessageType, Parser
 
@@ -186,7 +186,7 @@ class Restoring:
             time.sleep(0.02)
         return text
 
-    def __enter__(self) -> Restoring:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

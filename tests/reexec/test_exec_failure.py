@@ -80,10 +80,10 @@ def test_supervisor_exec_failure_keeps_serving(tmp_path: Path) -> None:
     target.interpreter = MISSING  # the preflight passed; the exec itself fails
     supervisor.exec_target = target
     supervisor.exec_phase = "root"
-    supervisor._waiting.append((caller, 42))  # noqa: SLF001 - a Reexec caller
+    supervisor._waiting.append((caller, 42))  # a Reexec caller
     fds = _fds()
     try:
-        supervisor._exec()  # noqa: SLF001 - what tick() runs once the preflight passed
+        supervisor._exec()  # what tick() runs once the preflight passed
         assert _fds() == fds  # the memfd is closed
         assert supervisor.exec_target is None and not supervisor._in_progress()
         assert supervisor.phase == "root" and supervisor.pivots == []

@@ -60,7 +60,7 @@ def run_scenario(scenario: str) -> dict[str, Any]:
             ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation",
              "private", harness.PYTHON, str(NSINIT), str(harness.REPO), str(work), scenario],
             stdin=subprocess.DEVNULL, capture_output=True, timeout=SCENARIO_TIMEOUT_S,
-            cwd="/")
+            cwd="/", check=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     lines = proc.stdout.decode(errors="replace").strip().splitlines()

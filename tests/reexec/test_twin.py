@@ -49,7 +49,7 @@ def test_twin_exec_failure_leaves_no_twin_and_keeps_serving(tmp_path: Path) -> N
     supervisor = Supervisor(bus, server, [], ["--runtime-dir", str(tmp_path)], phase="root")
     supervisor.install()
     supervisor.handover = True  # as if the preflight said so
-    supervisor._subreaper = True  # noqa: SLF001 - keep the test process as it is
+    supervisor._subreaper = True  # keep the test process as it is
     failures: list[str] = []
     supervisor.on_exec_failed.append(failures.append)
     caller = bus.add_peer(0, os.getpid())
@@ -59,11 +59,11 @@ def test_twin_exec_failure_leaves_no_twin_and_keeps_serving(tmp_path: Path) -> N
     target.interpreter = MISSING  # the preflight passed; the exec itself fails
     supervisor.exec_target = target
     supervisor.exec_phase = "root"
-    supervisor._waiting.append((caller.id, 42))  # noqa: SLF001 - a Reexec caller
+    supervisor._waiting.append((caller.id, 42))  # a Reexec caller
     fds = {int(n) for n in os.listdir("/proc/self/fd")}
     children = _children()
     try:
-        supervisor._exec()  # noqa: SLF001 - what tick() runs once the preflight passed
+        supervisor._exec()  # what tick() runs once the preflight passed
         assert supervisor.twin is None  # we are the parent: the twin was told and reaped
         assert _children() == children
         assert {int(n) for n in os.listdir("/proc/self/fd")} == fds

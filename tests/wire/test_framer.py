@@ -10,7 +10,13 @@ from bootbus.wire.framer import MAX_QUEUED_FDS, Framer
 from bootbus.wire.limits import MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
 
 from .frames import (
-    BIG_ENDIAN_NAME_ACQUIRED, LIBDBUS_HELLO, UNIX_FDS, call_fields, frame, join_fields, sig_field,
+    BIG_ENDIAN_NAME_ACQUIRED,
+    LIBDBUS_HELLO,
+    UNIX_FDS,
+    call_fields,
+    frame,
+    join_fields,
+    sig_field,
     u32_field,
 )
 from .hexbytes import hx

@@ -16,11 +16,25 @@ from bootbus.wire.errors import FramingError
 from bootbus.wire.limits import MAX_MESSAGE_SIZE
 
 from .frames import (
-    BIG_ENDIAN_NAME_ACQUIRED, DESTINATION, ERROR_NAME, INTERFACE, LIBDBUS_HELLO, MEMBER, PATH,
-    REPLY_SERIAL, SENDER, UNIX_FDS, call_fields, frame, join_fields, sig_field, str_field,
+    BIG_ENDIAN_NAME_ACQUIRED,
+    DESTINATION,
+    ERROR_NAME,
+    INTERFACE,
+    LIBDBUS_HELLO,
+    MEMBER,
+    PATH,
+    REPLY_SERIAL,
+    SENDER,
+    UNIX_FDS,
+    call_fields,
+    frame,
+    join_fields,
+    sig_field,
+    str_field,
     u32_field,
 )
 from .hexbytes import hx
+
 
 def test_libdbus_hello_is_what_the_independent_parser_reads() -> None:
     # guard the hand-written literal itself with jeepney's parser

@@ -17,8 +17,15 @@ from bootbus.wire import message as m
 from bootbus.wire.signature import split_signature
 
 from .strategies import (
-    ENDIANNESS, TREES_NO_FD, Tree, bodies, jeepney_marshal, jeepney_unmarshal, message_fields,
-    signature, type_trees,
+    ENDIANNESS,
+    TREES_NO_FD,
+    Tree,
+    bodies,
+    jeepney_marshal,
+    jeepney_unmarshal,
+    message_fields,
+    signature,
+    type_trees,
 )
 
 ENDIANS = st.sampled_from(["l", "B"])

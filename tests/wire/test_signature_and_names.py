@@ -4,12 +4,16 @@ import re
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bootbus.wire import names
 from bootbus.wire.errors import NameError_, SignatureError
 from bootbus.wire.signature import (
-    is_single_complete_type, is_valid_signature, split_signature, struct_members,
+    is_single_complete_type,
+    is_valid_signature,
+    split_signature,
+    struct_members,
 )
 
 VALID_SIGNATURES = {

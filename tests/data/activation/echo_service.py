@@ -12,8 +12,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))))
 
-from bootbus.client import BUS, BUS_PATH, Client  # noqa: E402
-from bootbus.wire import message as m  # noqa: E402
+from bootbus.client import BUS, BUS_PATH, Client
+from bootbus.wire import message as m
 
 IFACE = "org.bootbus.test.Echo"
 

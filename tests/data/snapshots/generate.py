@@ -29,12 +29,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from bootbus.bus import driver  # noqa: E402
-from bootbus.bus.peer import Peer, PeerState  # noqa: E402
-from bootbus.bus.router import Bus  # noqa: E402
-from bootbus.state.snapshot import ListenerRecord, encode  # noqa: E402
-from bootbus.wire import message as m  # noqa: E402
-from bootbus.wire.sasl import SaslServer  # noqa: E402
+from bootbus.bus import driver
+from bootbus.bus.peer import Peer, PeerState
+from bootbus.bus.router import Bus
+from bootbus.state.snapshot import ListenerRecord, encode
+from bootbus.wire import message as m
+from bootbus.wire.sasl import SaslServer
 
 # What the fixtures hold; tests/reexec/test_snapshot_compat.py asserts it after restoring.
 FIXTURE: dict[str, Any] = {
