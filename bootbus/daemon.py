@@ -7,7 +7,6 @@ id, and the signal handlers (installed in a context manager).
 """
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -31,7 +30,9 @@ from .wire.message import Message
 
 MACHINE_ID_PATHS = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 DEVICES_IFACE = "org.bootbus.Devices1"  # bootbus.io.devices.IFACE, named without pyudev
-DEVICES_LOAD_DELAY = 0.05  # seconds after a cold start before the device monitor loads
+# seconds after a cold start before the device monitor loads and the first summary is
+# written (its json comes with the deferred imports)
+DEVICES_LOAD_DELAY = 0.05
 
 
 def default_runtime_dir() -> str:
@@ -204,13 +205,16 @@ def signals_stop(server: Server, bus: Bus | None = None) -> Iterator[None]:
 
 
 def import_deferred() -> None:
-    """What a cold start leaves until the bus serves (~3 ms its first Hello need not
-    wait for): subprocess (bus activation's spawns) and ctypes with glibc's malloc
-    tuning. Called with the device monitor's import, before its thread starts: once
-    the bus serves, at once in the initramfs (a switch_root may delete their files
-    later) and before a restore. Raises ImportError if the files are gone; their
-    users then degrade: no spawn, no malloc_trim, no subreaper for a twin's
-    children."""
+    """What a cold start leaves until the bus serves (~6 ms its first Hello need not
+    wait for): json (snapshots, the summary file, a re-exec's plan), subprocess and
+    shlex (bus activation's spawns) and ctypes with glibc's malloc tuning. Called with the
+    device monitor's import, before its thread starts: once the bus serves, at once
+    in the initramfs (a switch_root may delete their files later) and before a
+    restore or re-exec. Raises ImportError if the files are gone; their users then
+    degrade: no spawn, no malloc_trim, no subreaper for a twin's children, no
+    summary file, and a re-exec is refused (it could not write its snapshot)."""
+    import json  # noqa: F401
+    import shlex  # noqa: F401
     import subprocess  # noqa: F401
 
     from .io import memory
@@ -247,6 +251,8 @@ def _inherited_listeners() -> list[Listener]:
     raw = os.environ.pop(reexec.LISTENERS_ENV, "")
     if not raw:
         return []
+    import json
+
     listeners = []
     for fd, address, path in json.loads(raw):
         sock = socket.socket(fileno=int(fd))
@@ -398,8 +404,10 @@ def run(config: Config) -> int:
     telemetry.notifier.ready(telemetry.status_line())
     if state:
         telemetry.summary.mark_dirty()  # written by the timer once serving resumed
-    else:
+    elif supervisor.phase == PHASE_INITRAMFS:
         telemetry.summary.flush()
+    else:  # written once the first clients are served, with the deferred imports
+        telemetry.summary.write_first_after(int(DEVICES_LOAD_DELAY * 1e6))
     if config.print_address and not restoring:
         print(";".join(addresses), flush=True)
     try:

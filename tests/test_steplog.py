@@ -30,6 +30,7 @@ from bootbus.io.steplog import (
     RecordFilter,
     StepLog,
     StepLogError,
+    canonical_seq,
     kmsg_line,
     read_records,
     seq_of_line,
@@ -76,6 +77,40 @@ def test_record_line_round_trip() -> None:
     assert line.startswith(b'{"seq":7,')
     assert seq_of_line(line) == 7
     assert Record.from_line(line) == r
+
+
+_TRICKY = st.text(alphabet='ab"\\\n\t\x00\x1f\x7f /\u00e9\u20ac\U0001d11e\ud800', max_size=8)
+
+
+@settings(max_examples=500)
+@given(st.integers(1, 2**63), st.integers(0, 2**63), _TRICKY, st.integers(0, 7), _TRICKY,
+       st.dictionaries(_TRICKY, _TRICKY, max_size=3))
+def test_record_line_is_what_json_writes(seq: int, usec: int, phase: str, priority: int,
+                                         message: str, fields: dict[str, str]) -> None:
+    """The line is written without json (its import costs a cold start), byte for byte
+    as json.dumps with ensure_ascii writes it: escapes, surrogates and non-ASCII too."""
+    r = Record(seq, usec, usec + 1, phase, priority, message, fields)
+    expected = json.dumps({"seq": seq, "realtime_usec": usec, "monotonic_usec": usec + 1,
+                           "phase": phase, "priority": priority, "message": message,
+                           "fields": fields}, separators=(",", ":"), ensure_ascii=True)
+    assert r.to_line() == expected.encode() + b"\n"
+
+
+@settings(max_examples=300)
+@given(st.integers(1, 2**63), _TRICKY, _TRICKY, st.dictionaries(_TRICKY, _TRICKY, max_size=3),
+       st.data())
+def test_canonical_seq_reads_whole_lines_and_refuses_torn_or_broken_ones(
+        seq: int, phase: str, message: str, fields: dict[str, str], data: st.DataObject) -> None:
+    """A restart reads its last seq without json: exact on lines to_line wrote, None on
+    every torn prefix, and never a seq for a line that from_line refuses."""
+    line = Record(seq, 1, 2, phase, LOG_DEBUG, message, fields).to_line()[:-1]
+    assert canonical_seq(line) == seq
+    assert all(canonical_seq(line[:n]) is None for n in range(len(line)))
+    at = data.draw(st.integers(0, len(line) - 1))
+    broken = line[:at] + data.draw(st.binary(min_size=1, max_size=2)) + line[at + 1:]
+    got = canonical_seq(broken)
+    if got is not None:
+        assert Record.from_line(broken).seq == got
 
 
 @pytest.mark.parametrize(

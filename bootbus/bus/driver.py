@@ -7,8 +7,9 @@ Each method is one row: interface, member, input and output signature and a
 handler that returns the reply's values or raises :class:`DriverError`.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
-from typing import Any
 
 from ..wire import message as m
 from ..wire.errors import MarshalError, SignatureError
@@ -18,6 +19,10 @@ from . import names as nm
 from .match import MatchRuleError, MatchRuleTooLong, parse_rule
 from .peer import Peer, PeerState
 from .router import BUS_NAME, Bus
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 IFACE = "org.freedesktop.DBus"
 IFACE_MONITORING = "org.freedesktop.DBus.Monitoring"
@@ -49,7 +54,8 @@ class Call:
         self.args = args
 
 
-Handler = Callable[[Call], tuple[Any, ...]]
+if TYPE_CHECKING:  # Any exists for the type checker only
+    Handler = Callable[[Call], tuple[Any, ...]]
 
 
 # -- helpers ------------------------------------------------------------------

@@ -6,8 +6,9 @@ rules naming a well-known name are resolved by the caller through a lookup
 function, since ownership changes while the rule stays. Never builds messages.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
-from typing import Any
 
 from ..plain import FrozenFields
 from ..wire import message as m
@@ -19,6 +20,10 @@ from ..wire.names import (
     is_unique_name,
 )
 from ..wire.signature import split_signature
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_RULE_LENGTH = 1024  # dbus-daemon's DBUS_MAXIMUM_MATCH_RULE_LENGTH
 MAX_ARG_INDEX = 63  # DBUS_MAXIMUM_MATCH_RULE_ARG_NUMBER

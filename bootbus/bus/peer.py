@@ -5,14 +5,19 @@ its input framer, its output queue and its match rules, all as plain data.
 The socket lives in the io layer; this module never touches it.
 """
 
+from __future__ import annotations
+
 import enum
 from collections.abc import Sequence
-from typing import Any
 
 from ..wire.framer import Framer
 from ..wire.sasl import SaslServer
 from .match import MatchRule
 from .quota import UserUsage
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class PeerState(enum.IntEnum):

@@ -18,9 +18,11 @@ to ``dirty``; the io layer writes them. Peers to disconnect are added to
 ``doomed``. Never touches a socket, a file or a clock.
 """
 
-from collections.abc import Callable
-from typing import Any, cast
+from __future__ import annotations
 
+from collections.abc import Callable
+
+from ..plain import cast
 from ..wire import message as m
 from ..wire.errors import MarshalError, SignatureError
 from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
@@ -36,6 +38,10 @@ from .quota import (
     Limits,
     UserUsage,
 )
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 BUS_NAME = "org.freedesktop.DBus"
 BUS_PATH = "/org/freedesktop/DBus"

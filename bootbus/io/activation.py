@@ -19,8 +19,8 @@ Never: runs Exec through a shell (it is split like dbus-daemon's
 _dbus_shell_parse_argv, no expansion), blocks on a child or its output,
 reaps a process it did not spawn, or leaks the fds of a queued message.
 
-subprocess (~1.6 ms) is imported where a service is spawned, not on a cold
-start: the daemon imports it once the bus serves
+subprocess (~1.6 ms) and shlex (~1.5 ms, with re) are imported where a
+service is spawned, not on a cold start: the daemon imports it once the bus serves
 (bootbus.daemon.import_deferred). Should the root be switched before that, its
 files are gone and the spawn fails as an exec from a deleted root would.
 """
@@ -31,10 +31,8 @@ import binascii
 import functools
 import os
 import pwd
-import shlex
 import signal
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from ..bus.peer import Peer, PeerState
 
@@ -48,6 +46,7 @@ from ..wire import message as m
 from .notify import NOTIFY_ENVIRONMENT
 from .server import Server
 
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
 if TYPE_CHECKING:
     import subprocess
 
@@ -100,6 +99,8 @@ class ServiceFile(FrozenFields):
         init(self, "systemd_service", systemd_service)
 
     def argv(self) -> list[str]:
+        import shlex  # see the module docstring
+
         try:
             argv = shlex.split(self.exec, comments=False, posix=True)
         except ValueError as exc:

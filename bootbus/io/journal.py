@@ -51,13 +51,16 @@ from .steplog import (
     LOG_DAEMON_FACILITY,
     LOG_INFO,
     LOG_WARNING,
-    Clock,
     Note,
     Record,
     RecordFilter,
     SystemClock,
     read_records,
 )
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from .steplog import Clock
 
 JOURNAL_SOCKET_PATH = "/run/systemd/journal/socket"
 JOURNAL_CURSOR_FILENAME = "journal-cursor"

@@ -12,8 +12,13 @@ once it serves, before the device monitor's thread starts (and before a
 restore). A `release_free_memory` before then tunes first.
 """
 
+from __future__ import annotations
+
 import gc
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 TRIM_AFTER_BYTES = 1024 * 1024  # dropped queues smaller than this are not worth a trim
 # Allocations from this size up go straight to mmap and back to the kernel when freed.

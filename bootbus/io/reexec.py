@@ -9,9 +9,10 @@ root and working directory are as they were and the caller keeps serving.
 Never touches the bus's state: the supervisor hands it the snapshot's bytes.
 """
 
+from __future__ import annotations
+
 import array
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -19,11 +20,14 @@ import stat
 import struct
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 import bootbus
 
 from ..state.snapshot import VERSION, Restored, SnapshotError
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 LISTENERS_ENV = "BOOTBUS_LISTENERS"  # [[fd, address, path], ...]: kept even if a restore fails
 # Extra places to find the package in a new root; the dracut module installs it
@@ -75,6 +79,8 @@ class ExecPlan:
 
 def plan(restore_fd: int, daemon_args: Sequence[str], listeners: list[tuple[int, str, str | None]],
          root_fd: int | None = None, initramfs: bool = False) -> ExecPlan:
+    import json  # not on a cold start's path; loaded with the deferred imports
+
     env = dict(os.environ)
     env[LISTENERS_ENV] = json.dumps([list(x) for x in listeners])
     pkg = package_root()

@@ -22,13 +22,15 @@ destination raise out of `log()`: logging must not take the bus down.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple, Protocol
 
 from ..plain import FrozenFields
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Protocol
 
 # syslog priorities (RFC 5424 severities), as journald and /dev/kmsg use them.
 LOG_EMERG = 0
@@ -76,12 +78,13 @@ class RecordError(ValueError):
     """A line that is not a valid record."""
 
 
-class Clock(Protocol):
-    def realtime_usec(self) -> int:
-        ...
+if TYPE_CHECKING:  # a type only: typing's Protocol is not imported at run time
+    class Clock(Protocol):
+        def realtime_usec(self) -> int:
+            ...
 
-    def monotonic_usec(self) -> int:
-        ...
+        def monotonic_usec(self) -> int:
+            ...
 
 
 class SystemClock:
@@ -94,9 +97,14 @@ class SystemClock:
         return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
-# One encoder for every record: json.dumps with options builds a new one per call
-# (~4 us of the ~16 us a record costs; two records per connection).
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+# A record's line is written out here rather than by json, whose import (~2.5 ms with
+# re, which its decoder needs) a cold start would pay before its first record; the
+# strings are quoted by the C function json's encoder itself uses for ensure_ascii,
+# so the line is byte for byte what json.dumps(..., separators=(",", ":")) gives.
+try:
+    from _json import encode_basestring_ascii as _quote
+except ImportError:  # pragma: no cover - a CPython built without _json
+    from json.encoder import py_encode_basestring_ascii as _quote
 
 
 class Record(FrozenFields):
@@ -134,16 +142,12 @@ class Record(FrozenFields):
 
     def to_line(self) -> bytes:
         """One JSON line; `seq` comes first so readers can skip without parsing."""
-        obj = {
-            "seq": self.seq,
-            "realtime_usec": self.realtime_usec,
-            "monotonic_usec": self.monotonic_usec,
-            "phase": self.phase,
-            "priority": self.priority,
-            "message": self.message,
-            "fields": self.fields,
-        }
-        return _encode_json(obj).encode() + b"\n"
+        quote = _quote
+        fields = ",".join([f"{quote(k)}:{quote(v)}" for k, v in self.fields.items()])
+        return (f'{{"seq":{self.seq:d},"realtime_usec":{self.realtime_usec:d},'
+                f'"monotonic_usec":{self.monotonic_usec:d},"phase":{quote(self.phase)},'
+                f'"priority":{self.priority:d},"message":{quote(self.message)},'
+                f'"fields":{{{fields}}}}}\n').encode()
 
     def to_json_dict(self) -> dict[str, object]:
         return {
@@ -158,6 +162,8 @@ class Record(FrozenFields):
 
     @classmethod
     def from_line(cls, line: bytes) -> Record:
+        import json  # readers only: the daemon's cold start never parses a record
+
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError) as e:
@@ -217,32 +223,41 @@ def seq_of_line(line: bytes) -> int | None:
     return int(digits)
 
 
-class Note(NamedTuple):
+class Note(FrozenFields):
     """Something a sink wants logged about itself (logged after delivery returns)."""
+
+    __slots__ = _fields = ("priority", "message", "fields")
 
     priority: int
     message: str
     fields: dict[str, str]
 
+    def __init__(self, priority: int, message: str, fields: dict[str, str]) -> None:
+        init = object.__setattr__
+        init(self, "priority", priority)
+        init(self, "message", message)
+        init(self, "fields", fields)
 
-class RecordSink(Protocol):
-    """Where records go after the file (the journald bridge)."""
 
-    @property
-    def reachable(self) -> bool:
-        ...
+if TYPE_CHECKING:  # a type only: typing's Protocol is not imported at run time
+    class RecordSink(Protocol):
+        """Where records go after the file (the journald bridge)."""
 
-    def attach(self, last_seq: int) -> list[Note]:
-        ...
+        @property
+        def reachable(self) -> bool:
+            ...
 
-    def deliver(self, record: Record) -> list[Note]:
-        ...
+        def attach(self, last_seq: int) -> list[Note]:
+            ...
 
-    def poll(self) -> list[Note]:
-        ...
+        def deliver(self, record: Record) -> list[Note]:
+            ...
 
-    def next_deadline_usec(self) -> int | None:
-        ...
+        def poll(self) -> list[Note]:
+            ...
+
+        def next_deadline_usec(self) -> int | None:
+            ...
 
 
 class TokenBucket:
@@ -578,11 +593,103 @@ def _last_seq_in(path: str) -> int:
     except OSError:
         return 0
     for line in reversed(tail.split(b"\n")):
-        try:
+        if not line:
+            continue
+        seq = canonical_seq(line)
+        if seq is not None:
+            return seq
+        try:  # not as to_line writes it (torn, or another writer's): parse it in full
             return Record.from_line(line).seq
         except RecordError:
             continue
     return 0
+
+
+_DIGIT_BYTES = b"0123456789"
+_ESCAPED = frozenset(b'"\\/bfnrt')
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+# a line as Record.to_line writes it: each key, then its kind of value
+_LAYOUT = ((b'{"seq":', "int"), (b',"realtime_usec":', "int"), (b',"monotonic_usec":', "int"),
+           (b',"phase":', "str"), (b',"priority":', "int"), (b',"message":', "str"),
+           (b',"fields":', "fields"))
+
+
+def canonical_seq(line: bytes) -> int | None:
+    """The seq of a valid record line exactly as `Record.to_line` writes it, found
+    without json (a restart reads its last seq before its first record, and json's
+    import costs ~2.5 ms of that); None for any other line, valid or not, which
+    `Record.from_line` then judges. Never accepts a line from_line would refuse."""
+    pos, ints = 0, []
+    for key, kind in _LAYOUT:
+        if not line.startswith(key, pos):
+            return None
+        pos += len(key)
+        if kind == "int":
+            end = pos
+            while end < len(line) and line[end] in _DIGIT_BYTES:
+                end += 1
+            if end == pos or (line[pos] == 0x30 and end - pos > 1):
+                return None
+            ints.append(int(line[pos:end]))
+            pos = end
+        elif kind == "str":
+            pos = _string_end(line, pos)
+        else:
+            pos = _fields_end(line, pos)
+        if pos < 0:
+            return None
+    seq, _realtime, _monotonic, priority = ints
+    if line[pos:] != b"}" or seq < 1 or priority > LOG_DEBUG:
+        return None
+    return seq
+
+
+def _string_end(line: bytes, pos: int) -> int:
+    """The index after the JSON string at `pos` (printable ASCII, valid escapes), or -1."""
+    if line[pos : pos + 1] != b'"':
+        return -1
+    pos += 1
+    while pos < len(line):
+        c = line[pos]
+        if c == 0x22:  # the closing quote
+            return pos + 1
+        if c == 0x5C:  # backslash
+            e = line[pos + 1 : pos + 2]
+            if not e or e[0] not in _ESCAPED and e != b"u":
+                return -1
+            if e == b"u":
+                if len(line) < pos + 6 or not _HEX.issuperset(line[pos + 2 : pos + 6]):
+                    return -1
+                pos += 6
+            else:
+                pos += 2
+        elif 0x20 <= c <= 0x7E:
+            pos += 1
+        else:
+            return -1
+    return -1
+
+
+def _fields_end(line: bytes, pos: int) -> int:
+    """The index after a JSON object of strings to strings at `pos`, or -1."""
+    if line[pos : pos + 1] != b"{":
+        return -1
+    pos += 1
+    if line[pos : pos + 1] == b"}":
+        return pos + 1
+    while True:
+        pos = _string_end(line, pos)
+        if pos < 0 or line[pos : pos + 1] != b":":
+            return -1
+        pos = _string_end(line, pos + 1)
+        if pos < 0:
+            return -1
+        sep = line[pos : pos + 1]
+        if sep == b"}":
+            return pos + 1
+        if sep != b",":
+            return -1
+        pos += 1
 
 
 # -- reading -----------------------------------------------------------------

@@ -25,13 +25,17 @@ clock directly.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
-from typing import TypeVar
 
 from ..plain import Fields, FrozenFields, as_dict, replace
-from .steplog import Clock, Record, SystemClock
+from .steplog import Record, SystemClock
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from .steplog import Clock
 
 SUMMARY_FILENAME = "summary.json"
 SUMMARY_VERSION = 1
@@ -134,6 +138,8 @@ class Summary(Fields):
         self.write_count = write_count
 
     def to_json(self) -> bytes:
+        import json  # not with the module: a cold start writes its first summary later
+
         return json.dumps(as_dict(self), separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 
 
@@ -221,6 +227,7 @@ class SummaryWriter:
         self._start_ticks = None if stat is None else stat[1]
         self._dirty = False
         self._last_write_usec: int | None = None
+        self._first_due_usec: int | None = None
         self.writes = 0
         self.write_errors = 0
 
@@ -231,10 +238,18 @@ class SummaryWriter:
     def mark_dirty(self) -> None:
         self._dirty = True
 
+    def write_first_after(self, delay_usec: int) -> None:
+        """Mark dirty, with the first write due `delay_usec` from now rather than at once
+        (a cold start: its first clients need not wait for json's import and the write)."""
+        self._dirty = True
+        self._first_due_usec = self._clock.monotonic_usec() + delay_usec
+
     def next_deadline_usec(self) -> int | None:
         if not self._dirty:
             return None
         if self._last_write_usec is None:
+            if self._first_due_usec is not None:
+                return self._first_due_usec
             return self._clock.monotonic_usec()
         return self._last_write_usec + self._interval
 
@@ -262,7 +277,7 @@ class SummaryWriter:
         )
         try:
             self._replace_file(summary.to_json())
-        except OSError:
+        except (OSError, ImportError):  # ImportError: json deferred, our files deleted since
             self.write_errors += 1
             self._dirty = True
             return False
@@ -299,6 +314,8 @@ class SummaryView(FrozenFields):
 
 def read_summary(runtime_dir: str | os.PathLike[str], *, proc_root: str = "/proc") -> SummaryView:
     """The last summary written, marked offline if its writer is gone."""
+    import json
+
     path = summary_path(runtime_dir)
     try:
         with open(path, "rb") as f:
@@ -330,7 +347,8 @@ def writer_alive(summary: Summary, proc_root: str = "/proc") -> tuple[bool, str]
     return True, f"process {summary.pid} is running"
 
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 
 def _get(obj: dict[str, object], key: str, kind: type[T], default: T) -> T:

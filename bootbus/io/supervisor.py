@@ -17,11 +17,12 @@ other is refused. Never blocks the loop: the preflight's output is read as
 it comes, and a preflight that hangs is killed after PREFLIGHT_TIMEOUT.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from ..bus.peer import Peer
 from ..bus.router import Bus
@@ -30,6 +31,10 @@ from ..wire import message as m
 from . import reexec
 from .listen import Listener
 from .server import Server
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
 SERVICE = "org.bootbus"
 PATH = "/org/bootbus/Supervisor1"
@@ -56,16 +61,18 @@ def _silent(priority: int, message: str, **fields: Any) -> None:
     pass
 
 
-class Component(Protocol):
-    """An io component whose state crosses a re-exec (bus activation, the device monitor).
+if TYPE_CHECKING:  # a type only: typing's Protocol is not imported at run time
+    class Component(Protocol):
+        """An io component whose state crosses a re-exec (bus activation, the device
+        monitor).
 
-    ``save`` must not change the component: if the exec fails, it keeps serving.
-    ``restore`` takes the records the previous image saved, fds already inherited.
-    """
+        ``save`` must not change the component: if the exec fails, it keeps serving.
+        ``restore`` takes the records the previous image saved, fds already inherited.
+        """
 
-    def save(self) -> list[ComponentRecord]: ...
+        def save(self) -> list[ComponentRecord]: ...
 
-    def restore(self, records: list[ComponentRecord]) -> None: ...
+        def restore(self, records: list[ComponentRecord]) -> None: ...
 
 
 def detect_phase() -> str:
@@ -339,8 +346,12 @@ class Supervisor:
         if peer is not None and msg is not None:
             self._waiting.append((peer.id, msg.serial))
         listeners = [(lst.sock.fileno(), lst.address, lst.path) for lst in self.listeners]
-        target = reexec.plan(-1, self.daemon_args, listeners, root_fd,
-                             initramfs=self.phase == PHASE_INITRAMFS)
+        try:
+            target = reexec.plan(-1, self.daemon_args, listeners, root_fd,
+                                 initramfs=self.phase == PHASE_INITRAMFS)
+        except ImportError as exc:  # json deferred, and our files deleted since the start
+            self._fail(f"cannot plan the re-exec: {exc}")
+            return
         self.exec_phase = phase
         self.pivot_path = newroot
         self.log(6, f"re-exec requested (phase {phase}{', root ' + newroot if newroot else ''}),"
@@ -600,7 +611,8 @@ def _open_root(path: str, dir_fd: int | None = None) -> int:
     return fd
 
 
-_Method = Callable[[Supervisor, Peer, m.Message, list[Any]], None]
+if TYPE_CHECKING:  # Any exists for the type checker only
+    _Method = Callable[[Supervisor, Peer, m.Message, list[Any]], None]
 _METHODS: dict[tuple[str, str], tuple[str, _Method, bool]] = {
     (IFACE, "Reexec"): ("", Supervisor._reexec, True),
     (IFACE, "Pivot"): ("sb", Supervisor._pivot, True),

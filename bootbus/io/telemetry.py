@@ -9,11 +9,12 @@ which early tools log. Never blocks the loop: every destination is bounded
 and a failing one is counted, not raised.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from ..bus.peer import Peer
 from ..bus.router import Bus
@@ -23,6 +24,10 @@ from .notify import Notifier
 from .server import Server
 from .steplog import LOG_ERR, LOG_WARNING, StepLog, StepLogError
 from .summary import ConnectionSummary, ErrorSummary, NameSummary, Summary, SummaryWriter
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 LOG_IFACE = "org.bootbus.Log1"
 STDERR_FD = 2

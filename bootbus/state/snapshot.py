@@ -17,10 +17,10 @@ numbers into records and back. Modelled on systemd's re-exec serialization:
 Never touches an fd or a file: the io layer writes the bytes to a memfd.
 """
 
+from __future__ import annotations
+
 import binascii
-import json
 from collections.abc import Callable
-from typing import Any
 
 from ..bus import names as nm
 from ..bus.match import MatchRuleError, parse_rule
@@ -29,6 +29,10 @@ from ..bus.router import Bus
 from ..plain import Fields
 from ..wire.framer import Framer
 from ..wire.sasl import SaslServer, State
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = "bootbus-state"
 # 1.1 added per-peer comm and message counters; 1.2 added supervisor_fd records
@@ -47,7 +51,10 @@ except ImportError:  # pragma: no cover - CPython >= 3.12 renamed it
     except ImportError:
         from hashlib import sha256 as _sha256
 
-_JSON = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps builds one per call
+# json is imported where a snapshot is made or read, not with this module: a cold start
+# needs neither, and json's import (~2.5 ms with re) would come before its first Hello.
+# The daemon loads it with its other deferred imports (bootbus.daemon.import_deferred),
+# at once in the initramfs and before any re-exec.
 
 
 class SnapshotError(Exception):
@@ -134,6 +141,8 @@ def encode(bus: Bus, conn_fds: dict[int, int], listeners: list[ListenerRecord],
     back as ``state["components"]`` (a list of :class:`ComponentRecord`), so
     that the supervisor hands them to their components as those start.
     """
+    import json
+
     table = _FdTable()
     records: list[dict[str, Any]] = []
     records.append({"t": "bus", "bus_id": bus.bus_id, "next_peer_id": bus.next_peer_id,
@@ -160,11 +169,12 @@ def encode(bus: Bus, conn_fds: dict[int, int], listeners: list[ListenerRecord],
         records.append({"t": "component", "component": comp.component, "kind": comp.kind,
                         "data": comp.data,
                         "fds": {name: table.ref(fd) for name, fd in comp.fds.items()}})
-    lines = [_JSON.encode({"t": "header", "format": FORMAT, "version": list(VERSION),
-                           "fds": table.fds})]
-    lines.extend(map(_JSON.encode, records))
+    encode_json = json.JSONEncoder(separators=(",", ":")).encode  # one for all records
+    lines = [encode_json({"t": "header", "format": FORMAT, "version": list(VERSION),
+                          "fds": table.fds})]
+    lines.extend(map(encode_json, records))
     body = ("\n".join(lines) + "\n").encode()
-    trailer = _JSON.encode({"t": "end", "records": len(lines), "sha256": checksum(body)})
+    trailer = encode_json({"t": "end", "records": len(lines), "sha256": checksum(body)})
     return body + trailer.encode() + b"\n", table.fds
 
 
@@ -197,6 +207,8 @@ def _peer_record(peer: Peer, sock_fd: int, table: _FdTable, shared_ids: dict[int
 
 
 def _parse_lines(data: bytes) -> list[dict[str, Any]]:
+    import json
+
     if len(data) > MAX_SNAPSHOT_SIZE:
         raise SnapshotError(f"snapshot of {len(data)} bytes exceeds {MAX_SNAPSHOT_SIZE}")
     if not data.endswith(b"\n"):

@@ -9,13 +9,18 @@ into the message's fd list), bool for b, float for d, str for s o g, a
 entries, tuple for structs. Never does I/O.
 """
 
+from __future__ import annotations
+
 import struct
-from typing import Any
 
 from . import names
 from .errors import MarshalError, SignatureError
 from .limits import MAX_ARRAY_SIZE, MAX_TOTAL_DEPTH
 from .signature import ALIGNMENT, FIXED_TYPES, split_signature, struct_members
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 LITTLE = "l"
 BIG = "B"

@@ -6,15 +6,20 @@ touching its body. A parsed message keeps its raw bytes so the bus can forward
 it as it came. Never does I/O.
 """
 
+from __future__ import annotations
+
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from . import names
 from .errors import FramingError, MarshalError, SignatureError
 from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION
 from .marshal import BIG, LITTLE, Reader, marshal, unmarshal
 from .signature import split_signature
+
+TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
+if TYPE_CHECKING:
+    from typing import Any
 
 INVALID = 0
 METHOD_CALL = 1
@@ -61,7 +66,8 @@ _ENDIANS = {ord("l"): LITTLE, ord("B"): BIG}
 FIELD_CACHE_SIZE = 1024
 _FIELD_ATTRIBUTES = ("path", "interface", "member", "error_name", "destination", "sender",
                      "signature", "unix_fds", "sender_span")
-_Fields = tuple[Any, ...]
+if TYPE_CHECKING:  # Any exists for the type checker only (no typing at run time)
+    _Fields = tuple[Any, ...]
 _NO_FIELDS: _Fields = (None, None, None, None, None, None, "", 0, None)
 # Replies from one peer differ only in their reply serial's four bytes: they are cached
 # apart, by what follows those bytes, found by trying the offsets at which recent

@@ -24,9 +24,12 @@ FAILED = "org.bootbus.Error.Failed"
 
 
 def _break(root: Path, module: str, text: str) -> str:
+    """Run `text` first when `module` is imported (after its __future__ import, if any)."""
     path = root / "bootbus" / module
     original = path.read_text()
-    path.write_text(text + original)
+    future = "from __future__ import annotations\n"
+    head, found, rest = original.partition(future)
+    path.write_text(head + future + text + rest if found else text + original)
     return original
 
 
