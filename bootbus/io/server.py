@@ -319,6 +319,28 @@ class Server:
         conn.deadline = 0.0
 
     def _read(self, conn: Connection) -> None:
+        peer = conn.peer
+        if peer.unix_fd or peer.state is PeerState.AUTH:
+            self._read_with_fds(conn)
+            return
+        # No fd passing negotiated: recv_into, ~0.5 us cheaper than recvmsg_into. fds a
+        # peer sends anyway never reach us: the kernel closes them, and a message that
+        # announces some fails in the framer (they did not arrive).
+        try:
+            size = conn.sock.recv_into(self._read_buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.disconnect(conn, f"read failed: {exc.strerror}")
+            return
+        if not size:
+            self.disconnect(conn, "end of file")
+            return
+        self._route(conn, self._read_view[:size].tobytes(), ())
+
+    def _read_with_fds(self, conn: Connection) -> None:
+        """Read from a peer that may send fds: one that negotiated fd passing, or one
+        still authenticating (where fds are a protocol error)."""
         try:
             size, ancdata, flags, _ = conn.sock.recvmsg_into(self._read_into, ANCILLARY_SIZE,
                                                               _CMSG_CLOEXEC)
@@ -342,8 +364,7 @@ class Server:
             self.disconnect(conn, "end of file")
             return
         data = self._read_view[:size].tobytes()
-        peer = conn.peer
-        if peer.state is PeerState.AUTH:
+        if conn.peer.state is PeerState.AUTH:
             if fds:
                 _close_all(fds)
                 self.disconnect(conn, "fds sent during authentication")
@@ -351,6 +372,11 @@ class Server:
             data = self._authenticate(conn, data)
             if not data:
                 return
+        self._route(conn, data, fds)
+
+    def _route(self, conn: Connection, data: bytes, fds: list[int] | tuple[()]) -> None:
+        """Frame what a peer sent and let the bus route every complete message."""
+        peer = conn.peer
         bus = self.bus
         framer = peer.framer
         for msg in framer.feed(data, fds):

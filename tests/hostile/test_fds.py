@@ -76,6 +76,26 @@ def test_fds_without_messages(target: Target) -> None:
     target.assert_recovered()
 
 
+def test_fds_from_a_peer_that_did_not_negotiate_them(target: Target) -> None:
+    """The daemon reads such a peer without ancillary data, so the kernel closes what
+    it sends: fds on a message that does not announce them are simply gone, and a
+    message that announces some (that never arrived) ends the connection."""
+    r, w = os.pipe()
+    try:
+        with registered(target.bus) as plain:
+            for _ in range(20):
+                msg = signal_with_fds(plain.next_serial(), 0)
+                send_with_fds(plain, msg, [r, w] * (SCM_MAX_FD // 2))
+            assert plain.call("GetId").msg_type == rw.METHOD_RETURN  # still served
+            assert fd_count(target.pid) <= target.before.fds + 1  # its socket, none of the fds
+            send_with_fds(plain, signal_with_fds(plain.next_serial(), 2), [r, w])
+            assert_disconnected(plain)
+    finally:
+        os.close(r)
+        os.close(w)
+    target.assert_recovered()
+
+
 def test_fds_to_peers_that_cannot_take_them(target: Target) -> None:
     """Messages full of fds for a peer that did not negotiate fd passing, and
     broadcasts nobody listens to: the daemon closes every one of them."""
