@@ -3,10 +3,13 @@
 Owns: one epoll set, the listening sockets, one :class:`Connection` per peer
 (the socket and nothing else: all protocol state lives in the bus's Peer),
 SO_PEERCRED, SCM_RIGHTS in and out, the authentication timeout and the
-per-user connection quotas (their effective values are the bus's ``limits``). Per loop iteration it reads what is ready, lets the
-bus route every complete message, then writes each peer's queue with one
-gathered ``sendmsg`` (a new one only where a message carries fds, so that the
-fds reach the receiver with their own message's first byte).
+per-user connection quotas (their effective values are the bus's ``limits``),
+and when the loop wakes: for events, for timers (``add_timer``), for work asked
+for ``soon``, never to poll. Per loop iteration it reads what is ready, lets the
+bus route every complete message, then writes each peer's queue (one buffer
+with send, several with one gathered ``sendmsg``, a new one only where a message
+carries fds, so that the fds reach the receiver with their own message's first
+byte).
 """
 
 import array
@@ -34,7 +37,6 @@ READ_SIZE = 256 * 1024  # one read per ready peer per iteration; big enough to b
 ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_UNIX_FDS_PER_MESSAGE * 4)
 IOV_MAX = 1024  # Linux UIO_MAXIOV
 ACCEPTS_PER_WAKEUP = 64
-TICK_INTERVAL = 1.0  # seconds: authentication timeouts and supervisor checks
 TRIM_AFTER_CONNECTIONS = 64  # after a flood of at least this many halves, trim the heap
 ACCEPT_BACKOFF = 0.25  # seconds a listener rests after accept() ran out of fds or memory
 TIMER_RECHECK = 0.25  # seconds: how stale a timer's deadline may be (summary, journal replay)
@@ -99,7 +101,6 @@ class Server:
         self.clock = clock
         self.epoll = select.epoll()
         self.running = False
-        self.on_tick: list[Callable[[], None]] = []  # after every iteration's events
         self.soon: list[Callable[[], None]] = []  # once, when settle() runs next
         self.on_disconnect: list[Callable[[Peer, str], None]] = []
         self.on_connect: list[Callable[[Peer], None]] = []
@@ -187,8 +188,6 @@ class Server:
                 wanted = source()
                 if wanted is not None and wanted < due:
                     due = wanted
-        elif self.on_tick or self.authenticating:
-            due = now + TICK_INTERVAL
         if self.authenticating:
             due = min(due, next(iter(self.authenticating)).deadline)
         if self._paused:
@@ -211,8 +210,6 @@ class Server:
                 handler = self.extra.get(fd)
                 if handler is not None:
                     handler(mask)
-        for tick in self.on_tick:
-            tick()
         self.settle()
 
     def settle(self) -> None:

@@ -121,7 +121,7 @@ class Supervisor:
         self.preflight: reexec.Preflight | None = None
         self.preflight_output = b""
         self.pivot_path = ""
-        self.ready = False  # preflight passed: exec at the end of this loop iteration
+        self.ready = False  # preflight passed: exec in settle(), after this iteration's output
         self.handover = False  # the preflight said the target takes a twin handover
         # set in the twin while it serves for the new image
         self.twin: reexec.Twin | None = None
@@ -147,7 +147,7 @@ class Supervisor:
 
     def install(self) -> None:
         self.bus.services[SERVICE] = self.handle
-        self.server.on_tick.append(self.tick)
+        self.server.add_timer(self._next_check, self.tick)
         if self.phase == PHASE_INITRAMFS:
             self._proc_fd = _open_proc()
             self._pid1_root = _pid1_root(self._proc_fd)
@@ -185,6 +185,8 @@ class Supervisor:
                 self._pid1_root = _pid1_root(self._proc_fd)
         for record in state.get("components", []):
             self._unclaimed.setdefault(record.component, []).append(record)
+        if self._unclaimed:
+            self.server.soon.append(self.tick)  # once the loop runs, after every attach
         for peer_id, serial in state.get("answer_after_exec", []):
             peer = self.bus.peers.get(int(peer_id))
             if peer is not None:
@@ -384,6 +386,7 @@ class Supervisor:
         self.log(6, "preflight passed", OUTPUT=output[-200:])
         self.handover = reexec.HANDOVER_CAPABILITY in output
         self.ready = True
+        self.server.soon.append(self.tick)  # exec once this iteration's messages are out
 
     def _end_preflight(self, kill: bool = False) -> tuple[int, str]:
         preflight = self.preflight
@@ -413,7 +416,18 @@ class Supervisor:
                 self._error(peer, serial, reason)
         self._waiting = []
 
+    def _next_check(self) -> float | None:
+        """When tick() has something to check: the preflight's deadline, PID 1's root."""
+        due = self._preflight_deadline if self.preflight is not None else None
+        if (self._pid1_root is not None and self.phase == PHASE_INITRAMFS
+                and not self._in_progress()):
+            due = self._next_root_check if due is None else min(due, self._next_root_check)
+        return due
+
     def tick(self) -> None:
+        """What is due: records nobody claimed, the exec once preflight passed, an
+        overdue preflight, a look at PID 1's root. Called soon after the events that
+        make it due and by its timer (_next_check); it checks each condition itself."""
         if self._unclaimed:
             self._drop_unclaimed()
         if self.ready and self.exec_target is not None:
