@@ -43,6 +43,10 @@ TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
 if TYPE_CHECKING:
     from typing import Any
 
+# PeerState members as plain globals where a message or a subscriber is looked at:
+# reading an enum member off its class costs ~35 ns, a global ~15 ns
+_ACTIVE = PeerState.ACTIVE
+_MONITOR = PeerState.MONITOR
 BUS_NAME = "org.freedesktop.DBus"
 BUS_PATH = "/org/freedesktop/DBus"
 
@@ -162,8 +166,8 @@ class Bus:
     def dispatch(self, peer: Peer, msg: m.Message) -> None:
         """Route one message received from ``peer``. Raises PeerError to disconnect."""
         peer.messages_in += 1
-        if peer.state is not PeerState.ACTIVE:
-            if peer.state is PeerState.MONITOR:
+        if peer.state is not _ACTIVE:
+            if peer.state is _MONITOR:
                 raise PeerError("a monitor connection sent a message")
             if not (msg.type == m.METHOD_CALL and msg.destination == BUS_NAME
                     and msg.member == "Hello" and msg.interface in (None, BUS_NAME)):
@@ -274,15 +278,21 @@ class Bus:
         if wants_reply:
             key = (peer.id, msg.serial)
             if key not in self.pending:
-                refused = self._replies_refused(peer)
-                if refused:
-                    self._release_fds(msg)
-                    self.send_error(peer, msg, ERR_LIMITS_EXCEEDED, refused)
-                    return
+                if (peer.pending_calls >= limits.max_replies
+                        or peer.user.replies >= limits.max_replies_per_user):
+                    refused = self._replies_refused(peer)  # (exempt users pass here)
+                    if refused:
+                        self._release_fds(msg)
+                        self.send_error(peer, msg, ERR_LIMITS_EXCEEDED, refused)
+                        return
                 peer.pending_calls += 1
                 peer.user.replies += 1
             self.pending[key] = target.id
-        self._route_unicast(peer, msg, target)
+        if (not msg.fds and not self.eavesdroppers and not self.monitors
+                and target.state is _ACTIVE):
+            self._deliver(target, peer, msg, None)  # (_route_unicast's common case)
+        else:
+            self._route_unicast(peer, msg, target)
 
     def _replies_refused(self, caller: Peer) -> str:
         """Why one more expected reply for ``caller`` is refused, or ''."""
@@ -310,11 +320,15 @@ class Bus:
         del self.pending[key]
         target.pending_calls -= 1
         target.user.replies -= 1
-        self._route_unicast(peer, msg, target)
+        if (not msg.fds and not self.eavesdroppers and not self.monitors
+                and target.state is _ACTIVE):
+            self._deliver(target, peer, msg, None)  # (_route_unicast's common case)
+        else:
+            self._route_unicast(peer, msg, target)
 
     def _route_unicast(self, peer: Peer, msg: m.Message, target: Peer | None) -> None:
         if (not msg.fds and not self.eavesdroppers and not self.monitors
-                and target is not None and target.state is PeerState.ACTIVE):
+                and target is not None and target.state is _ACTIVE):
             self._deliver(target, peer, msg, None)  # the common case: one copy, no fds
             return
         shared = SharedFds(msg.fds) if msg.fds else None
@@ -349,7 +363,7 @@ class Bus:
         seen: set[int] = set()
         for key in (msg.interface, None):
             for subscriber, rule in self.rules_by_interface.get(key, ()):
-                if subscriber.id in seen or subscriber.state is not PeerState.ACTIVE:
+                if subscriber.id in seen or subscriber.state is not _ACTIVE:
                     continue
                 if self._match(rule, msg, peer):
                     seen.add(subscriber.id)
@@ -541,7 +555,7 @@ class Bus:
         seen: set[int] = set()
         for key in (interface, None):
             for subscriber, rule in self.rules_by_interface.get(key, ()):
-                if subscriber.id in seen or subscriber.state is not PeerState.ACTIVE:
+                if subscriber.id in seen or subscriber.state is not _ACTIVE:
                     continue
                 if self._match(rule, msg, None):
                     seen.add(subscriber.id)

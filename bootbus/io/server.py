@@ -45,6 +45,7 @@ SO_PEERGROUPS = 59
 SO_PEERSEC = 31
 MAX_GROUPS = 256
 _UCRED = struct.Struct("3i")
+_AUTH = PeerState.AUTH  # (a global: an enum member off its class costs ~35 ns more)
 _IN = int(select.EPOLLIN)
 _OUT = int(select.EPOLLOUT)
 _CMSG_CLOEXEC = int(socket.MSG_CMSG_CLOEXEC)
@@ -317,7 +318,7 @@ class Server:
 
     def _read(self, conn: Connection) -> None:
         peer = conn.peer
-        if peer.unix_fd or peer.state is PeerState.AUTH:
+        if peer.unix_fd or peer.state is _AUTH:
             self._read_with_fds(conn)
             return
         # No fd passing negotiated: recv_into, ~0.5 us cheaper than recvmsg_into. fds a

@@ -75,7 +75,7 @@ class Framer:
             pos = available
         if view is buf:
             del buf[:pos]
-        else:
+        elif pos < available:
             buf += data[pos:]
         return messages
 

@@ -86,11 +86,12 @@ _U32 = {LITTLE: struct.Struct("<I"), BIG: struct.Struct(">I")}
 class _HeaderCache:
     """The validated headers of one byte order and message type."""
 
-    __slots__ = ("endian", "mtype", "fields", "replies", "serial_at")
+    __slots__ = ("endian", "mtype", "fixed", "fields", "replies", "serial_at")
 
     def __init__(self, endian: str, mtype: int) -> None:
         self.endian = endian
         self.mtype = mtype
+        self.fixed = _FIXED[endian]
         self.fields: dict[bytes, _Fields] = {}
         # a reply's key after its serial -> (the key before it, its offset, fields)
         self.replies: dict[bytes, tuple[bytes, int, _Fields]] = {}
@@ -198,7 +199,7 @@ def next_frame(view: bytes | bytearray, pos: int,
     cache = _CACHES.get(view[pos] << 8 | view[pos + 1])
     if cache is None:
         cache = _unknown_type(view[pos], view[pos + 1])
-    body_len, serial, fields_len = _FIXED[cache.endian].unpack_from(view, pos)
+    body_len, serial, fields_len = cache.fixed.unpack_from(view, pos)
     if body_len > MAX_MESSAGE_SIZE or fields_len > MAX_MESSAGE_SIZE:
         raise FramingError("message length exceeds the 128 MiB maximum")
     fields_end = FIXED_HEADER_SIZE + fields_len
