@@ -278,7 +278,6 @@ def restore(config: Config, bus: Bus) -> tuple[Server, list[Listener], dict[str,
     received: list[int] | None = None
     try:
         if config.handover_fd is not None:
-            os.environ["BOOTBUS_HANDOVER_STARTED"] = repr(time.monotonic())
             data, received, _twin = reexec.take_over(config.handover_fd)
         else:
             assert config.restore_fd is not None
@@ -323,6 +322,7 @@ def run(config: Config) -> int:
     restoring = config.restore_fd is not None or config.handover_fd is not None
     bus = make_bus()
     state: dict[str, object] = {}
+    twin_asked = ""  # when this image asked a twin for the bus (monotonic, as text)
     manager = None
     if config.config_file:
         # imported only here: a bus without --config never loads the policy engine
@@ -340,6 +340,8 @@ def run(config: Config) -> int:
         # for these imports
         import_deferred()
         from .io import activation, devices
+        if config.handover_fd is not None:
+            twin_asked = repr(time.monotonic())
         server, listeners, state = restore(config, bus)
     else:
         listeners = [] if config.address else from_systemd()
@@ -389,7 +391,7 @@ def run(config: Config) -> int:
     bus.services[SERVICE] = services
     if state:
         after_exec = _ms_since(os.environ.pop("BOOTBUS_EXEC_STARTED", ""))
-        after_handover = _ms_since(os.environ.pop("BOOTBUS_HANDOVER_STARTED", ""))
+        after_handover = _ms_since(twin_asked)
         telemetry.step(6, f"restored generation {supervisor.generation} in phase "
                        f"{supervisor.phase}: {len(bus.peers)} connections"
                        + (f", {after_exec} ms after exec" if after_exec else "")
@@ -479,6 +481,8 @@ def _more_files(log: Callable[..., None]) -> None:
 
 
 def _ms_since(monotonic: str) -> str:
+    """Milliseconds since a monotonic time given as text (the exec's crosses it in the
+    environment), or '' without one."""
     return f"{1000 * (time.monotonic() - float(monotonic)):.1f}" if monotonic else ""
 
 
