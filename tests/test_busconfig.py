@@ -39,6 +39,7 @@ from bootbus.io.busconfig import (
     load_config,
     standard_session_servicedirs,
 )
+from bootbus.io.busconfig import reader as busconfig_reader
 from bootbus.wire.message import ERROR, METHOD_CALL, METHOD_RETURN, SIGNAL
 
 SYSTEM_CONF = "/usr/share/dbus-1/system.conf"
@@ -680,7 +681,8 @@ def test_more_inclusion_edges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ConfigError, match="Failed to read directory"):
         load(write(tmp_path / "e.conf", f"{LISTEN}<includedir>inner.conf</includedir>"))
     # SELinux enabled but no policy root to be found
-    monkeypatch.setattr(busconfig, "selinux_policy_root", lambda: None)
+    # patched where the include reader looks it up
+    monkeypatch.setattr(busconfig_reader, "selinux_policy_root", lambda: None)
     with pytest.raises(ConfigError, match="Could not determine SELinux policy root"):
         load(write(tmp_path / "f.conf", f"""
             {LISTEN}

@@ -27,7 +27,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bootbus.bus import policy as policy_module
 from bootbus.bus.policy import (
     RULE_FDS_UNBOUNDED,
     ClientPolicy,
@@ -53,6 +52,7 @@ from bootbus.bus.policy import (
     requested_reply_for,
     send_rule_matches,
 )
+from bootbus.bus.policy import engine as policy_engine
 from bootbus.io.busconfig import load_config
 from bootbus.wire.message import ERROR, METHOD_CALL, METHOD_RETURN, SIGNAL
 
@@ -351,7 +351,7 @@ def test_client_policy_is_optimized_and_remembered(monkeypatch: pytest.MonkeyPat
     first = policy.client_policy(Credentials(1))
     assert policy.client_policy(Credentials(1)) is first
     assert policy.client_policy(Credentials(1, (2,))) is not first
-    monkeypatch.setattr(policy_module, "MAX_CACHED_CLIENT_POLICIES", 2)
+    monkeypatch.setattr(policy_engine, "MAX_CACHED_CLIENT_POLICIES", 2)
     policy.client_policy(Credentials(3))
     assert policy.client_policy(Credentials(1)) is not first  # the cache started over
 
