@@ -187,6 +187,19 @@ def test_step_takes_keyword_fields_of_any_type(tmp_path: Path) -> None:
     assert record.fields == {"GENERATION": "3", "PREPARE_MS": "1.5", "NEWROOT": "/sysroot"}
 
 
+def test_log_own_writes_what_log_writes_and_keeps_the_bounds(tmp_path: Path) -> None:
+    """The daemon's own records skip the field checks, not the bounds."""
+    checked = make_log(tmp_path / "a", FakeClock())
+    own = make_log(tmp_path / "b", FakeClock())
+    fields = {"PEER_PID": "42", "PEER_COMM": "busctl"}
+    assert own.log_own(LOG_INFO, "connection", dict(fields)).to_line() == checked.log(
+        LOG_INFO, "connection", dict(fields)).to_line()
+    with pytest.raises(StepLogError):
+        own.log_own(LOG_DEBUG + 1, "bad priority", {})
+    with pytest.raises(StepLogError):
+        own.log_own(LOG_INFO, "too many", {f"F{i}": "" for i in range(RECORD_FIELDS_MAX + 1)})
+
+
 def test_set_phase_logs_the_change_in_the_new_phase(tmp_path: Path) -> None:
     log = make_log(tmp_path, FakeClock(), phase="initramfs")
     record = log.set_phase("switch-root", NEW_ROOT="/sysroot")

@@ -449,6 +449,16 @@ class StepLog:
         self._log_notes()
         return record
 
+    def log_own(self, priority: int, message: str, fields: dict[str, str]) -> Record:
+        """`log()` for the daemon's own records: ``fields`` are keyword-argument names
+        with str values, built for this call, so neither checked nor copied (a record
+        per connection comes and goes through here)."""
+        if not LOG_EMERG <= priority <= LOG_DEBUG or len(fields) > RECORD_FIELDS_MAX:
+            raise StepLogError(f"priority must be 0..7 and fields at most {RECORD_FIELDS_MAX}")
+        record = self._emit(priority, message, fields)
+        self._log_notes()
+        return record
+
     def step(self, priority: int, message: str, **fields: object) -> Record:
         """`log()` with keyword fields of any type (str() of each), the daemon's Logger shape."""
         return self.log(priority, message, {k: str(v) for k, v in fields.items()})

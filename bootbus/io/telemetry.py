@@ -83,7 +83,7 @@ class Telemetry:
     # -- logging ------------------------------------------------------------
     def step(self, priority: int, message: str, **fields: Any) -> None:
         try:
-            self.steplog.log(priority, message, {k: str(v) for k, v in fields.items()})
+            self.steplog.log_own(priority, message, {k: str(v) for k, v in fields.items()})
         except StepLogError:
             pass
         if self.echo_stderr:

@@ -476,7 +476,7 @@ def build(mtype: int, serial: int, *, path: str | None = None, interface: str | 
     if unix_fds:
         parts.append(_u32_field(FIELD_UNIX_FDS, unix_fds, u32))
         pad = 0
-    padded_len = sum(len(part) for part in parts)
+    padded_len = sum(map(len, parts))
     parts[0] = (b"l" if endian == LITTLE else b"B") + bytes((mtype, flags, PROTOCOL_VERSION))
     try:
         parts[1] = u32.pack(len(body)) + u32.pack(serial) + u32.pack(padded_len - pad)
