@@ -473,8 +473,12 @@ def _defer_devices(server: Server, services: InterfaceRouter, supervisor: Superv
 def _more_files(log: Callable[..., None]) -> None:
     """Raise the open-file limit (bootbus.io.rlimit) once the bus serves; it carries
     across re-execs, so a restored image finds it raised already."""
-    from .io import rlimit
-    raised = rlimit.raise_nofile()
+    try:
+        from .io import rlimit
+        raised = rlimit.raise_nofile()
+    except (ImportError, OSError) as exc:  # an image without the resource module
+        log(4, f"open-file limit left as it is: {exc}")
+        return
     if raised is not None:
         log(6, f"open-file limit raised from {raised[0]} to {raised[1]}",
             NOFILE_BEFORE=raised[0], NOFILE=raised[1])
