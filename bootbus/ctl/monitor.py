@@ -28,13 +28,13 @@ import click
 
 from ..client import BUS, BUS_PATH, READ_SIZE, CallError
 from ..wire import message as m
-from ..wire.errors import AddressError, MarshalError, SignatureError
+from ..wire.errors import MarshalError, SignatureError
 from ..wire.limits import MAX_UNIX_FDS_PER_MESSAGE
 from .exits import BusFailure
 from .options import json_option, target_of
 from .pcap import PcapWriter
 from .render import mode_line, plain
-from .sources import CtlClient, Live, Target, failure_reason, reply_value
+from .sources import CtlClient, Live, Target, open_live, reply_value
 
 MONITORING_IFACE = "org.freedesktop.DBus.Monitoring"
 
@@ -122,13 +122,7 @@ class MonitorLive(Live):
 
 
 def connect_monitor(target: Target) -> MonitorLive:
-    address = target.live_address
-    try:
-        client = MonitorClient(address, timeout=target.timeout)
-    except (OSError, ConnectionError, AddressError, CallError) as exc:
-        raise BusFailure(f"cannot connect to {address}: {failure_reason(exc)}") from None
-    return MonitorLive(client, address, target.timeout, target.files_dir,
-                       bool(target.runtime_dir))
+    return open_live(target, MonitorClient, MonitorLive)
 
 
 def become_monitor(live: MonitorLive, rules: list[str]) -> None:

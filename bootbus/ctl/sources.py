@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..client import CallError, Client
 from ..daemon import default_runtime_dir
@@ -200,14 +200,23 @@ def not_running(view: SummaryView) -> str:
 Source = Live | Offline
 
 
-def connect(target: Target) -> Live:
-    """Live mode or a BusFailure (exit 1)."""
+LiveT = TypeVar("LiveT", bound=Live)
+
+
+def open_live(target: Target, client_class: type[CtlClient], live_class: type[LiveT]) -> LiveT:
+    """Live mode over a ``client_class`` connection, or a BusFailure (exit 1)."""
     address = target.live_address
     try:
-        client = CtlClient(address, timeout=target.timeout)
+        client = client_class(address, timeout=target.timeout)
     except (OSError, ConnectionError, AddressError, CallError) as exc:
         raise BusFailure(f"cannot connect to {address}: {failure_reason(exc)}") from None
-    return Live(client, address, target.timeout, target.files_dir, bool(target.runtime_dir))
+    return live_class(client, address, target.timeout, target.files_dir,
+                      bool(target.runtime_dir))
+
+
+def connect(target: Target) -> Live:
+    """Live mode or a BusFailure (exit 1)."""
+    return open_live(target, CtlClient, Live)
 
 
 def failure_reason(exc: BaseException) -> str:
