@@ -8,7 +8,6 @@ real: a program that does not exist, one that exits before owning its name.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 from bootbus.client import BUS, BUS_PATH, CallError, Client
 from bootbus.io.activation import ServiceFileError, load_service_dirs, parse_service_file
 from bootbus.wire import message as m
+from daemonproc import running_daemon
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"
@@ -59,20 +59,10 @@ def write_services(directory: Path) -> None:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("activation")
     write_services(tmp / "services")
-    address = f"unix:path={tmp}/sock"
     log = tmp / "stderr"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "bootbus", "--address", address, "--runtime-dir", str(tmp / "rt"),
-             "--service-dir", str(tmp / "services"), "--print-address"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    assert line.startswith(address + ","), f"daemon printed {line!r}"
-    yield Daemon(proc, address, log, tmp / "services")
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-    proc.stdout.close()
+    with open(log, "w") as err, running_daemon(tmp, "--service-dir", str(tmp / "services"),
+                                               stderr=err) as (proc, address):
+        yield Daemon(proc, address, log, tmp / "services")
 
 
 @pytest.fixture

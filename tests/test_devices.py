@@ -13,7 +13,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from bootbus.client import BUS, BUS_PATH, CallError, Client
 from bootbus.io.devices import IFACE, PATH, Devices, matches, monitor_source
 from bootbus.io.server import Server
 from bootbus.wire import message as m
+from daemonproc import running_daemon
 from tests.bus.fakebus import connect, new_bus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,18 +48,8 @@ class Daemon:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tmp = tmp_path_factory.mktemp("devices")
-    address = f"unix:path={tmp}/sock"
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "bootbus", "--address", address, "--runtime-dir", str(tmp / "rt"),
-         "--print-address"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    assert line.startswith(address + ","), f"daemon printed {line!r}"
-    yield Daemon(proc, address, tmp / "rt")
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-    proc.stdout.close()
+    with running_daemon(tmp) as (proc, address):
+        yield Daemon(proc, address, tmp / "rt")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -21,9 +20,9 @@ import pytest
 
 from bootbus.client import BUS, BUS_PATH, CallError, Client
 from bootbus.io import rlimit
+from daemonproc import running_daemon
 
 REPO = Path(__file__).resolve().parent.parent
-PYTHON = "/usr/bin/python3"
 LOW = (256, 4096)  # what the daemon is started with
 WAIT_S = 10.0
 SERVICE = "org.bootbus.test.Limits"
@@ -84,24 +83,13 @@ def test_the_daemon_raises_its_limit_and_its_children_start_lower(tmp_path: Path
     (services / f"{SERVICE}.service").write_text(
         f"[D-BUS Service]\nName={SERVICE}\n"
         "Exec=/bin/sh -c 'echo \"child nofile $(ulimit -Sn) $(ulimit -Hn)\"; exit 3'\n")
-    address = f"unix:path={tmp_path}/sock"
     log = tmp_path / "stderr"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "bootbus", "--address", address, "--runtime-dir",
-             str(tmp_path / "rt"), "--service-dir", str(services), "--print-address"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
-            preexec_fn=_start_low)  # noqa: PLW1509 - only setrlimit runs between fork and exec
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().startswith(address)
+    with open(log, "w") as err, running_daemon(tmp_path, "--service-dir", str(services),
+                                               stderr=err, preexec_fn=_start_low) as started:
+        proc, address = started
         hard = _expected_hard()
         _wait_for(log, f"open-file limit raised from {LOW[0]} to {hard}")
         assert _limits(proc.pid) == (hard, hard)
         with Client(address) as client, pytest.raises(CallError, match="exited with status 3"):
             client.call(BUS, BUS_PATH, BUS, "StartServiceByName", "su", (SERVICE, 0))
         _wait_for(log, f"child nofile {rlimit.SELECT_NOFILE} {hard}")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-        assert proc.stdout is not None
-        proc.stdout.close()

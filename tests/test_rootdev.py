@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from bootbus.rootdev import root_filter, root_path
+from daemonproc import running_daemon
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"
@@ -55,17 +55,8 @@ def test_forms_that_name_no_block_device_give_none(spec: str) -> None:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("rootwait")
-    address = f"unix:path={tmp}/sock"
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "bootbus", "--address", address, "--runtime-dir", str(tmp / "rt"),
-         "--print-address"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().startswith(address + ",")
-    yield address, tmp / "rt"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-    proc.stdout.close()
+    with running_daemon(tmp) as (_proc, address):
+        yield address, tmp / "rt"
 
 
 def ctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
