@@ -37,11 +37,14 @@ def raise_nofile() -> tuple[int, int] | None:
 def child_nofile() -> None:
     """In a child before its exec: a soft limit select() can live with."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft > SELECT_NOFILE:
+    if _above_select(soft):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(SELECT_NOFILE, hard), hard))
 
 
 def children_need_lower() -> bool:
     """Whether a child would start with a soft limit above SELECT_NOFILE."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return _above_select(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def _above_select(soft: int) -> bool:
     return soft == resource.RLIM_INFINITY or soft > SELECT_NOFILE

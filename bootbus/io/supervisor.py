@@ -416,11 +416,15 @@ class Supervisor:
                 self._error(peer, serial, reason)
         self._waiting = []
 
+    def _watching_pid1(self) -> bool:
+        """Whether PID 1's root is looked at: in the initramfs, no re-exec under way."""
+        return (self._pid1_root is not None and self.phase == PHASE_INITRAMFS
+                and not self._in_progress())
+
     def _next_check(self) -> float | None:
         """When tick() has something to check: the preflight's deadline, PID 1's root."""
         due = self._preflight_deadline if self.preflight is not None else None
-        if (self._pid1_root is not None and self.phase == PHASE_INITRAMFS
-                and not self._in_progress()):
+        if self._watching_pid1():
             due = self._next_root_check if due is None else min(due, self._next_root_check)
         return due
 
@@ -436,8 +440,7 @@ class Supervisor:
             return
         if self.preflight is not None and time.monotonic() > self._preflight_deadline:
             self._preflight_overdue()
-        if (self._pid1_root is not None and self.phase == PHASE_INITRAMFS
-                and not self._in_progress()):
+        if self._watching_pid1():
             now = time.monotonic()
             if now >= self._next_root_check:
                 self._next_root_check = now + ROOT_CHECK_INTERVAL
