@@ -377,6 +377,14 @@ class Server:
         peer = conn.peer
         bus = self.bus
         framer = peer.framer
+        if not fds:
+            msg = framer.repeated(data)  # most reads of a busy peer: no framing to do
+            if msg is not None:
+                try:
+                    bus.dispatch(peer, msg)
+                except PeerError as exc:
+                    self.disconnect(conn, str(exc))
+                return
         for msg in framer.feed(data, fds):
             try:
                 bus.dispatch(peer, msg)

@@ -12,7 +12,7 @@ socket and never closes an fd: fds it rejects are returned to the caller.
 from .errors import FramingError, MarshalError, SignatureError
 from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, MAX_UNIX_FDS_PER_MESSAGE
 from .marshal import check_simple_body
-from .message import Message, next_frame
+from .message import Message, Repeat, next_frame
 
 MAX_QUEUED_FDS = 4 * MAX_UNIX_FDS_PER_MESSAGE  # fds received ahead of the message that uses them
 
@@ -24,7 +24,7 @@ class Framer:
     the messages completed before the violation are still returned.
     """
 
-    __slots__ = ("buf", "fds", "error", "max_size", "max_fds")
+    __slots__ = ("buf", "fds", "error", "max_size", "max_fds", "repeat")
 
     def __init__(self, buf: bytes = b"", fds: list[int] | None = None) -> None:
         self.buf = bytearray(buf)
@@ -33,6 +33,9 @@ class Framer:
         # a configuration may lower these (max_message_size, max_message_unix_fds)
         self.max_size = MAX_MESSAGE_SIZE
         self.max_fds = MAX_UNIX_FDS_PER_MESSAGE
+        # the header the next read is expected to repeat: the last one that came alone in
+        # its read (a cache, not state: a snapshot drops it, and it is learnt again)
+        self.repeat: Repeat | None = None
 
     def feed(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> list[Message]:
         if self.error is not None:
@@ -66,6 +69,8 @@ class Framer:
                     msg.args()
                 if msg.unix_fds:
                     self._attach_fds(msg)
+                elif pos == available and len(msg.raw) == pos:
+                    self.repeat = Repeat(msg)  # it came alone: expect its header again
                 messages.append(msg)
         except (MarshalError, SignatureError) as exc:  # only the body's checks raise these
             self.error = FramingError(f"invalid message body: {exc}")
@@ -78,6 +83,14 @@ class Framer:
         elif pos < available:
             buf += data[pos:]
         return messages
+
+    def repeated(self, data: bytes) -> Message | None:
+        """The message in ``data`` if it is one whole valid frame that repeats the
+        header expected (see Repeat); else None, and ``data`` is for feed()."""
+        repeat = self.repeat
+        if repeat is None or self.buf or len(data) < FIXED_HEADER_SIZE or self.error:
+            return None
+        return repeat.match(data, self.max_size)  # (a repeated header announces no fds)
 
     def _attach_fds(self, msg: Message) -> None:
         count = msg.unix_fds

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from . import names
 from .errors import FramingError, MarshalError, SignatureError
 from .limits import FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, PROTOCOL_VERSION
-from .marshal import BIG, LITTLE, Reader, marshal, unmarshal
+from .marshal import BIG, LITTLE, Reader, check_simple_body, marshal, unmarshal
 from .signature import split_signature
 
 TYPE_CHECKING = False  # typing's, without importing typing (see bootbus.plain)
@@ -123,11 +123,12 @@ class Message:
 
     __slots__ = ("raw", "endian", "type", "flags", "serial", "path", "interface", "member",
                  "error_name", "reply_serial", "destination", "sender", "signature",
-                 "unix_fds", "body_offset", "fields_end", "sender_span", "fds", "fwd", "_args")
+                 "unix_fds", "body_offset", "fields_end", "sender_span", "serial_at", "fds",
+                 "fwd", "_args")
 
     def __init__(self, raw: bytes, endian: str, mtype: int, flags: int, serial: int,
                  fields: _Fields = _NO_FIELDS, body_offset: int = 0, fields_end: int = 0,
-                 reply_serial: int = 0) -> None:
+                 reply_serial: int = 0, serial_at: int = 0) -> None:
         self.raw = raw
         self.endian = endian
         self.type = mtype
@@ -145,6 +146,7 @@ class Message:
         (self.path, self.interface, self.member, self.error_name, self.destination,
          self.sender, self.signature, self.unix_fds, self.sender_span) = fields
         self.reply_serial = reply_serial
+        self.serial_at = serial_at  # where the reply serial's value is in raw (0: none)
         self.body_offset = body_offset
         self.fields_end = fields_end
         self.fds: Sequence[int] = ()  # (a shared empty tuple: most messages carry none)
@@ -222,7 +224,7 @@ def next_frame(view: bytes | bytearray, pos: int,
         raw = bytes(view[pos:pos + size])
     key = raw[FIXED_HEADER_SIZE - 4:body_offset]  # the fields' length, fields, padding
     fields = cache.fields.get(key)
-    reply_serial = 0
+    reply_serial = serial_at = 0
     if fields is None:
         for at in cache.serial_at:  # a reply: the same header as a validated one but
             hit = cache.replies.get(key[at + 4:])  # for the reply serial's value?
@@ -231,18 +233,89 @@ def next_frame(view: bytes | bytearray, pos: int,
                 (reply_serial,) = _U32[cache.endian].unpack_from(key, at)
                 if reply_serial == 0:
                     raise FramingError("reply serial is zero")
+                serial_at = at + FIXED_HEADER_SIZE - 4
                 break
         else:
-            fields, reply_serial = _validate_header(cache, raw, key, fields_end, body_offset)
+            fields, reply_serial, serial_at = _validate_header(cache, raw, key, fields_end,
+                                                               body_offset)
     if body_len and not fields[6]:
         raise FramingError("message has a body but no signature")
     return Message(raw, cache.endian, cache.mtype, raw[2], serial, fields, body_offset,
-                   fields_end, reply_serial)
+                   fields_end, reply_serial, serial_at)
+
+
+class Repeat:
+    """Header prediction (after Van Jacobson's for TCP): the header a connection's
+    next frame is expected to repeat.
+
+    A client calling one method in a loop, and the service answering it, send frames
+    whose headers differ only in the flags, the body length, the serial and, in a
+    reply, the reply serial's value. Made from a validated message, a Repeat
+    recognises the next such frame by comparing the bytes in between, and makes its
+    Message from the fields it holds: the checks left are those on the numbers that
+    may differ (the protocol version, non-zero serials, the size bound) and the one on
+    the body. A frame that is not a repeat, or fails a check, is left to next_frame(),
+    which says what is wrong with it.
+    """
+
+    __slots__ = ("lead", "key", "tail", "serial_at", "fields", "body_offset", "fields_end",
+                 "endian", "mtype", "fixed", "u32")
+
+    def __init__(self, msg: Message) -> None:
+        raw = msg.raw
+        at = msg.serial_at
+        self.lead = raw[:2]  # byte order and type (the flags may differ)
+        self.serial_at = at
+        if at:  # the bytes around the reply serial's value
+            self.key = raw[FIXED_HEADER_SIZE - 4:at]
+            self.tail = raw[at + 4:msg.body_offset]
+        else:  # the fields' length, the fields and their padding
+            self.key = raw[FIXED_HEADER_SIZE - 4:msg.body_offset]
+            self.tail = b""
+        self.fields = (msg.path, msg.interface, msg.member, msg.error_name, msg.destination,
+                       msg.sender, msg.signature, msg.unix_fds, msg.sender_span)
+        self.body_offset = msg.body_offset
+        self.fields_end = msg.fields_end
+        self.endian = msg.endian
+        self.mtype = msg.type
+        self.fixed = _FIXED[msg.endian]
+        self.u32 = _U32[msg.endian]
+
+    def match(self, data: bytes, max_size: int) -> Message | None:
+        """The message if ``data`` (at least FIXED_HEADER_SIZE bytes) is exactly one
+        valid frame, body included, that repeats this header; else None."""
+        body_offset = self.body_offset
+        body_len, serial, _fields_len = self.fixed.unpack_from(data)
+        size = body_offset + body_len
+        if (size != len(data) or size > max_size or not serial or data[3] != PROTOCOL_VERSION
+                or not data.startswith(self.lead)
+                or not data.startswith(self.key, FIXED_HEADER_SIZE - 4)):
+            return None
+        at = self.serial_at
+        reply_serial = 0
+        if at:
+            if not data.startswith(self.tail, at + 4):
+                return None
+            (reply_serial,) = self.u32.unpack_from(data, at)
+            if not reply_serial:
+                return None
+        signature = self.fields[6]
+        if signature:
+            try:
+                if not check_simple_body(signature, data, self.endian, body_offset):
+                    return None  # (a body next_frame's caller must unmarshal)
+            except MarshalError:
+                return None
+        elif body_len:
+            return None
+        return Message(data, self.endian, self.mtype, data[2], serial, self.fields,
+                       body_offset, self.fields_end, reply_serial, at)
 
 
 def _validate_header(cache: _HeaderCache, raw: bytes, key: bytes, fields_end: int,
-                     body_offset: int) -> tuple[_Fields, int]:
-    """The fields and reply serial of a header not in the cache; cache it."""
+                     body_offset: int) -> tuple[_Fields, int, int]:
+    """The fields, the reply serial and its offset in ``raw`` of a header not in the
+    cache; cache it."""
     if any(raw[fields_end:body_offset]):
         raise FramingError("non-zero padding after the header")
     msg = Message(raw, cache.endian, cache.mtype, 0, 1)
@@ -258,7 +331,7 @@ def _validate_header(cache: _HeaderCache, raw: bytes, key: bytes, fields_end: in
         cache.fields[key] = fields
     else:
         _remember_reply(cache, key, serial_at - (FIXED_HEADER_SIZE - 4), fields)
-    return fields, msg.reply_serial
+    return fields, msg.reply_serial, serial_at
 
 
 def _remember_reply(cache: _HeaderCache, key: bytes, at: int, fields: _Fields) -> None:
