@@ -11,6 +11,7 @@ import enum
 from collections.abc import Sequence
 
 from ..wire.framer import Framer
+from ..wire.message import SenderField
 from ..wire.sasl import SaslServer
 from .match import MatchRule
 from .quota import UserUsage
@@ -68,7 +69,7 @@ class Peer:
                  framer: Framer | None = None, outq: list[OutFrame] | None = None,
                  out_bytes: int = 0, out_fds: int = 0, matches: list[MatchRule] | None = None,
                  monitor_rules: list[MatchRule] | None = None,
-                 sender_fields: dict[str, bytes] | None = None, pending_calls: int = 0,
+                 sender_fields: dict[str, SenderField] | None = None, pending_calls: int = 0,
                  policy: Any = None, connected_at: float = 0.0, messages_in: int = 0,
                  messages_out: int = 0, user: UserUsage | None = None) -> None:
         self.id = id
@@ -87,7 +88,7 @@ class Peer:
         self.out_fds = out_fds  # fds held for frames in outq (the io layer decrements as it sends)
         self.matches: list[MatchRule] = [] if matches is None else matches
         self.monitor_rules: list[MatchRule] = [] if monitor_rules is None else monitor_rules
-        self.sender_fields: dict[str, bytes] = {} if sender_fields is None else sender_fields
+        self.sender_fields: dict[str, SenderField] = {} if sender_fields is None else sender_fields
         self.pending_calls = pending_calls  # calls this peer made that await a reply (derived)
         # its ClientPolicy under the bus policy (derived, rebuilt on reload)
         self.policy: Any = policy

@@ -803,12 +803,9 @@ def _forwarded(sender: Peer | None, msg: m.Message) -> tuple[list[bytes | memory
         return [msg.raw], len(msg.raw)
     field = sender.sender_fields.get(msg.endian)
     if field is None:
-        field = sender.sender_fields[msg.endian] = m.sender_field(sender.unique_name,
-                                                                  msg.endian)
-    head, rest = m.with_sender(msg, field)
-    if rest:
-        return [head, rest], len(head) + len(rest)
-    return [head], len(head)
+        field = sender.sender_fields[msg.endian] = m.SenderField(sender.unique_name,
+                                                                 msg.endian)
+    return field.forward(msg)
 
 
 __all__ = [

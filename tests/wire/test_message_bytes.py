@@ -114,6 +114,26 @@ def test_with_sender_appends_the_field_to_libdbus_hello() -> None:
     assert again.sender == ":1.7" and again.member == "Hello"
 
 
+def test_a_sender_field_forwards_what_with_sender_makes() -> None:
+    sender = m.SenderField(":1.7", "l")
+    big_body = struct.pack("<I", m.COPY_BODY_MAX) + bytes(m.COPY_BODY_MAX)
+    frames = [LIBDBUS_HELLO,
+              frame(join_fields(call_fields(), sig_field("s")), hx("03000000 616263 00")),
+              frame(join_fields(call_fields(), sig_field("ay")), big_body),  # too big to
+              # copy: the body is sent as a view
+              frame(join_fields(str_field(SENDER, ":9.9"), str_field(PATH, "/a", "l", b"o"),
+                                str_field(MEMBER, "S"), str_field(INTERFACE, "a.b")),
+                    mtype=m.SIGNAL),  # a sender field to replace
+              LIBDBUS_HELLO]  # another header length, then the first again
+    for raw in frames:
+        msg = m.parse(raw)
+        bufs, size = sender.forward(msg)
+        header, rest = m.with_sender(msg, m.sender_field(":1.7", "l"))
+        assert b"".join(bytes(buf) for buf in bufs) == header + bytes(rest)
+        assert size == len(header) + len(rest)
+        assert len(bufs) == (2 if rest else 1)
+
+
 def test_sender_field_big_endian() -> None:
     assert m.sender_field(":1.10", "B") == hx("07 01 73 00 00000005 3a312e3130 00")
 
