@@ -81,6 +81,9 @@ _PADDING = tuple(bytes(size) for size in range(8))  # zero bytes up to the next 
 COPY_BODY_MAX = 4096
 _FIXED = {LITTLE: struct.Struct("<4xIII"), BIG: struct.Struct(">4xIII")}
 _U32 = {LITTLE: struct.Struct("<I"), BIG: struct.Struct(">I")}
+# the byte order mark and type as one number (the flags skipped), the version, the
+# body's length and the serial: the part of a fixed header a Repeat reads
+_REPEAT_FIXED = {LITTLE: struct.Struct("<HxBII"), BIG: struct.Struct(">HxBII")}
 
 
 class _HeaderCache:
@@ -258,13 +261,14 @@ class Repeat:
     which says what is wrong with it.
     """
 
-    __slots__ = ("lead", "key", "tail", "serial_at", "fields", "body_offset", "fields_end",
-                 "endian", "mtype", "fixed", "u32")
+    __slots__ = ("fixed", "lead", "key", "tail", "serial_at", "fields", "body_offset",
+                 "fields_end", "endian", "mtype", "u32")
 
     def __init__(self, msg: Message) -> None:
         raw = msg.raw
         at = msg.serial_at
-        self.lead = raw[:2]  # byte order and type (the flags may differ)
+        self.fixed = _REPEAT_FIXED[msg.endian]
+        self.lead = self.fixed.unpack_from(raw)[0]  # byte order and type (not the flags)
         self.serial_at = at
         if at:  # the bytes around the reply serial's value
             self.key = raw[FIXED_HEADER_SIZE - 4:at]
@@ -278,17 +282,16 @@ class Repeat:
         self.fields_end = msg.fields_end
         self.endian = msg.endian
         self.mtype = msg.type
-        self.fixed = _FIXED[msg.endian]
         self.u32 = _U32[msg.endian]
 
     def match(self, data: bytes, max_size: int) -> Message | None:
         """The message if ``data`` (at least FIXED_HEADER_SIZE bytes) is exactly one
         valid frame, body included, that repeats this header; else None."""
         body_offset = self.body_offset
-        body_len, serial, _fields_len = self.fixed.unpack_from(data)
+        lead, version, body_len, serial = self.fixed.unpack_from(data)
         size = body_offset + body_len
-        if (size != len(data) or size > max_size or not serial or data[3] != PROTOCOL_VERSION
-                or not data.startswith(self.lead)
+        if (lead != self.lead or size != len(data) or size > max_size or not serial
+                or version != PROTOCOL_VERSION
                 or not data.startswith(self.key, FIXED_HEADER_SIZE - 4)):
             return None
         at = self.serial_at
