@@ -55,14 +55,19 @@ def check_message(msg: m.Message) -> None:
 
 
 def framer(data: bytes) -> None:
-    """The stream cut in chunks whose sizes come from the first 4 bytes, with fake fds."""
+    """The stream cut in chunks whose sizes come from the first 4 bytes, with fake fds;
+    a chunk without fds is offered to repeated() first, as the server does."""
     sizes, stream = data[:4] or b"\x00", data[4:]
     framer_ = Framer()
     pos = step = 0
     while pos < len(stream):
         size = 1 + sizes[step % len(sizes)]
         fds = [100 + step] if sizes[step % len(sizes)] & 1 else []
-        for msg in framer_.feed(stream[pos:pos + size], fds):
+        chunk = stream[pos:pos + size]
+        repeat = None if fds else framer_.repeated(chunk)
+        if repeat is not None:
+            check_message(repeat)
+        for msg in framer_.feed(chunk, fds) if repeat is None else ():
             check_message(msg)
         if framer_.error is not None:
             assert isinstance(framer_.error, WireError)
