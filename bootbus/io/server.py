@@ -431,16 +431,20 @@ class Server:
                             f"{self.bus.limits.auth_timeout:g} s")
 
     def _flush(self, conn: Connection) -> None:
+        """Write the peer's queue until it is empty or the socket is full."""
         peer = conn.peer
         queue = peer.outq
         sock = conn.sock
-        if len(queue) == 1 and queue[0].fds is None:
-            # The common case (one reply, one forwarded call): no gathering to do, and
-            # mostly one buffer, which send() writes for less than sendmsg().
-            frame = queue[0]
-            one = frame.bufs
+        while queue:
+            first = queue[0]
             try:
-                sent = sock.send(one[0]) if len(one) == 1 else sock.sendmsg(one)
+                if len(queue) == 1 and first.fds is None and len(first.bufs) == 1:
+                    # the common case (one reply, one forwarded call): one buffer, which
+                    # send() writes for less than sendmsg()
+                    sent = sock.send(first.bufs[0])
+                    count = 1
+                else:
+                    sent, count = _send_gathered(sock, queue)
             except (BlockingIOError, InterruptedError):
                 self._want_write(conn, True)
                 return
@@ -449,48 +453,18 @@ class Server:
                 return
             peer.out_bytes -= sent
             peer.user.out_bytes -= sent  # (inline: the bus's per-user sum, on the hot path)
-            if sent == frame.size:
-                queue.clear()
-                if conn.events != _IN:
-                    self._want_write(conn, False)
-            else:
-                _consume(queue, sent)
-                self._want_write(conn, True)
-            return
-        while queue:
-            bufs: list[bytes | memoryview] = []
-            first = queue[0]
-            anc = []
-            if first.fds is not None:
-                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                        array.array("i", first.fds.fds).tobytes())]
-            count = 0
-            for frame in queue:
-                if count and frame.fds is not None:
-                    break
-                bufs.extend(frame.bufs)
-                count += 1
-                if len(bufs) >= IOV_MAX - 2:
-                    break
-            try:
-                sent = sock.sendmsg(bufs, anc) if anc else sock.sendmsg(bufs)
-            except (BlockingIOError, InterruptedError):
-                self._want_write(conn, True)
-                return
-            except OSError as exc:
-                self.disconnect(conn, f"write failed: {exc.strerror}")
-                return
-            if first.fds is not None:
+            if first.fds is not None:  # they went with the first byte
                 peer.out_fds -= len(first.fds.fds)
                 peer.user.out_fds -= len(first.fds.fds)
                 self._release(first)
-            peer.out_bytes -= sent
-            peer.user.out_bytes -= sent
-            done = _consume(queue, sent)
-            if queue and done < count:
+            if count == 1 and sent == first.size:
+                del queue[0]
+                continue
+            if _consume(queue, sent) < count:  # the socket took less than was offered
                 self._want_write(conn, True)
                 return
-        self._want_write(conn, False)
+        if conn.events != _IN:
+            self._want_write(conn, False)
 
     def _want_write(self, conn: Connection, want: bool) -> None:
         events = _IN | _OUT if want else _IN
@@ -544,6 +518,25 @@ class Server:
         for lst in self.listeners.values():
             lst.sock.close()
         self.epoll.close()
+
+
+def _send_gathered(sock: socket.socket, queue: list[OutFrame]) -> tuple[int, int]:
+    """One sendmsg of the queue's first frames (up to IOV_MAX buffers, and only the first
+    may carry fds); return the bytes sent and how many frames were offered."""
+    first = queue[0]
+    bufs: list[bytes | memoryview] = []
+    count = 0
+    for frame in queue:
+        if count and frame.fds is not None:
+            break
+        bufs.extend(frame.bufs)
+        count += 1
+        if len(bufs) >= IOV_MAX - 2:
+            break
+    if first.fds is None:
+        return sock.sendmsg(bufs), count
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", first.fds.fds).tobytes())]
+    return sock.sendmsg(bufs, anc), count
 
 
 def _consume(queue: list[OutFrame], sent: int) -> int:
