@@ -451,7 +451,8 @@ static void flush_blocking(struct conn *c)
 	c->out.len = 0;
 }
 
-static void read_auth_ok(int fd)
+/* Reads one SASL line from the server and dies unless it starts with `want`. */
+static void read_auth_line(int fd, const char *want)
 {
 	char line[AUTH_LINE_MAX];
 	size_t n = 0;
@@ -465,8 +466,21 @@ static void read_auth_ok(int fd)
 			die("connection closed during SASL");
 		n += (size_t)r;
 	}
-	if (strncmp(line, "OK ", 3) != 0)
-		die("SASL EXTERNAL rejected: %.*s", (int)(n - 2), line);
+	if (strncmp(line, want, strlen(want)) != 0)
+		die("SASL: wanted %s, got %.*s", want, (int)(n - 2), line);
+}
+
+/* unixfd=1: negotiate fd passing, as sd-bus, GLib and libdbus do, so brokers read this
+ * client the way they read those (with ancillary data). */
+static bool negotiate_unix_fd;
+
+static void read_auth_ok(int fd)
+{
+	read_auth_line(fd, "OK ");
+	if (negotiate_unix_fd) {
+		write_all(fd, "NEGOTIATE_UNIX_FD\r\n", 19);
+		read_auth_line(fd, "AGREE_UNIX_FD");
+	}
 }
 
 /* Connect, authenticate and Hello, all blocking; the socket ends up non-blocking. */
@@ -627,6 +641,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			o->concurrency = (unsigned)atoi(v);
 		else if (!strcmp(k, "count"))
 			o->count = (unsigned)atoi(v);
+		else if (!strcmp(k, "unixfd"))
+			negotiate_unix_fd = atoi(v) != 0;
 		else
 			die("unknown option %s", k);
 	}

@@ -147,15 +147,17 @@ def _load(window: Window, ops: float, rate_key: str, cpu_key: str) -> Metrics:
     }
 
 
-def run_rtt(target: Target) -> Metrics:
-    cfg = target.cfg
-    # Caller and echo service share the broker's CPU: the round trip then
-    # costs what the broker's own work and wakeups cost, not cross-CPU IPIs.
-    w = measured(target.shared(), "rtt", {"seconds": cfg.seconds, "payload": PAYLOAD_SMALL},
-                 cfg.broker_cpus, cfg.seconds)
-    metrics = _load(w, float(w.result["calls"]), "calls_per_s", "cpu_us_per_call")
-    metrics.update(p50_us=w.result["p50_us"], p99_us=w.result["p99_us"])
-    return metrics
+def rtt(unix_fd: bool) -> Callable[[Target], Metrics]:
+    def run_rtt(target: Target) -> Metrics:
+        cfg = target.cfg
+        # Caller and echo service share the broker's CPU: the round trip then
+        # costs what the broker's own work and wakeups cost, not cross-CPU IPIs.
+        options = {"seconds": cfg.seconds, "payload": PAYLOAD_SMALL, "unixfd": int(unix_fd)}
+        w = measured(target.shared(), "rtt", options, cfg.broker_cpus, cfg.seconds)
+        metrics = _load(w, float(w.result["calls"]), "calls_per_s", "cpu_us_per_call")
+        metrics.update(p50_us=w.result["p50_us"], p99_us=w.result["p99_us"])
+        return metrics
+    return run_rtt
 
 
 def tput(payload: int) -> Callable[[Target], Metrics]:
@@ -277,8 +279,12 @@ def _reexec_notes(m: Metrics) -> str:
 
 
 WORKLOADS = [
-    Workload("rtt", "rtt", "rtt", run_rtt, "rounds", ("calls_per_s", "calls/s"),
+    Workload("rtt", "rtt", "rtt", rtt(unix_fd=False), "rounds", ("calls_per_s", "calls/s"),
              ("cpu_us_per_call", "us/call"), "cpu_us_per_call", _rtt_notes),
+    # the same with fd passing negotiated, as sd-bus, GLib and libdbus clients do
+    Workload("rtt-fd", "rtt", "rtt, fds", rtt(unix_fd=True), "rounds",
+             ("calls_per_s", "calls/s"), ("cpu_us_per_call", "us/call"), "cpu_us_per_call",
+             _rtt_notes),
     Workload("tput-64", "tput", "tput 64 B", tput(PAYLOAD_SMALL), "rounds",
              ("msgs_per_s", "msg/s"), ("cpu_us_per_msg", "us/msg"), "cpu_us_per_msg",
              _load_notes, check_busy=True),

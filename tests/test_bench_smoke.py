@@ -27,6 +27,7 @@ STOP_TIMEOUT_S = 60
 # Per workload: the median metrics that must be positive numbers.
 POSITIVE = {
     "rtt": ["calls_per_s", "cpu_us_per_call", "p50_us", "p99_us", "busy"],
+    "rtt-fd": ["calls_per_s", "cpu_us_per_call", "p50_us", "p99_us", "busy"],
     "tput-64": ["msgs_per_s", "cpu_us_per_msg", "busy", "client_busy"],
     "tput-4k": ["msgs_per_s", "cpu_us_per_msg", "busy", "client_busy"],
     "fanout": ["deliveries_per_s", "cpu_us_per_delivery", "busy", "client_busy"],
@@ -35,7 +36,7 @@ POSITIVE = {
     "memory": ["rss_idle_kib", "rss_clients_kib", "kib_per_client", "clients"],
     "reexec": ["pause_ms", "reply_ms", "clients"],
 }
-TITLES = {"rtt": "rtt", "tput-64": "tput 64 B", "tput-4k": "tput 4 KiB",
+TITLES = {"rtt": "rtt", "rtt-fd": "rtt, fds", "tput-64": "tput 64 B", "tput-4k": "tput 4 KiB",
           "fanout": "fanout 8+8", "connect": "connect", "startup": "startup",
           "memory": "memory", "reexec": "re-exec pause"}
 
@@ -116,7 +117,8 @@ def test_ratios_are_relative_to_dbus_daemon(quick_run: tuple[str, dict[str, Any]
     _, doc = quick_run
     if "dbus-daemon" not in doc["config"]["brokers"]:
         pytest.skip("dbus-daemon is not installed: no reference for ratios")
-    for workload in ("rtt", "tput-64", "tput-4k", "fanout", "connect", "startup", "memory"):
+    for workload in ("rtt", "rtt-fd", "tput-64", "tput-4k", "fanout", "connect", "startup",
+                     "memory"):
         results = doc["workloads"][workload]["results"]
         assert results["dbus-daemon"]["ratio_to_dbus_daemon"] == pytest.approx(1.0)
         for broker in doc["config"]["brokers"]:
