@@ -24,7 +24,7 @@ class Framer:
     the messages completed before the violation are still returned.
     """
 
-    __slots__ = ("buf", "fds", "error", "max_size", "max_fds", "repeat")
+    __slots__ = ("buf", "fds", "error", "max_size", "max_fds", "repeat", "alone")
 
     def __init__(self, buf: bytes = b"", fds: list[int] | None = None) -> None:
         self.buf = bytearray(buf)
@@ -34,8 +34,10 @@ class Framer:
         self.max_size = MAX_MESSAGE_SIZE
         self.max_fds = MAX_UNIX_FDS_PER_MESSAGE
         # the header the next read is expected to repeat: the last one that came alone in
-        # its read (a cache, not state: a snapshot drops it, and it is learnt again)
+        # two reads in a row (a cache, not state: a snapshot drops it, and it is learnt
+        # again), and the header (its cache entry) of the last frame that came alone
         self.repeat: Repeat | None = None
+        self.alone: object = None
 
     def feed(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> list[Message]:
         if self.error is not None:
@@ -69,8 +71,10 @@ class Framer:
                     msg.args()
                 if msg.unix_fds:
                     self._attach_fds(msg)
-                elif pos == available and len(msg.raw) == pos:
-                    self.repeat = Repeat(msg)  # it came alone: expect its header again
+                elif pos == available and len(msg.raw) == pos:  # it came alone
+                    if msg.fields is self.alone:  # twice in a row: expect it again
+                        self.repeat = Repeat(msg)  # (not before: a peer that alternates
+                    self.alone = msg.fields  # headers would pay for a Repeat per frame)
                 messages.append(msg)
         except (MarshalError, SignatureError) as exc:  # only the body's checks raise these
             self.error = FramingError(f"invalid message body: {exc}")

@@ -126,8 +126,8 @@ class Message:
 
     __slots__ = ("raw", "endian", "type", "flags", "serial", "path", "interface", "member",
                  "error_name", "reply_serial", "destination", "sender", "signature",
-                 "unix_fds", "body_offset", "fields_end", "sender_span", "serial_at", "fds",
-                 "fwd", "_args")
+                 "unix_fds", "body_offset", "fields_end", "sender_span", "serial_at", "fields",
+                 "fds", "fwd", "_args")
 
     def __init__(self, raw: bytes, endian: str, mtype: int, flags: int, serial: int,
                  fields: _Fields = _NO_FIELDS, body_offset: int = 0, fields_end: int = 0,
@@ -148,6 +148,9 @@ class Message:
         self.sender_span: tuple[int, int] | None
         (self.path, self.interface, self.member, self.error_name, self.destination,
          self.sender, self.signature, self.unix_fds, self.sender_span) = fields
+        # the header cache's entry it was made from: the same object for every message
+        # of one header (but for the numbers a Repeat allows to differ) while cached
+        self.fields = fields
         self.reply_serial = reply_serial
         self.serial_at = serial_at  # where the reply serial's value is in raw (0: none)
         self.body_offset = body_offset
@@ -276,8 +279,7 @@ class Repeat:
         else:  # the fields' length, the fields and their padding
             self.key = raw[FIXED_HEADER_SIZE - 4:msg.body_offset]
             self.tail = b""
-        self.fields = (msg.path, msg.interface, msg.member, msg.error_name, msg.destination,
-                       msg.sender, msg.signature, msg.unix_fds, msg.sender_span)
+        self.fields = msg.fields
         self.body_offset = msg.body_offset
         self.fields_end = msg.fields_end
         self.endian = msg.endian

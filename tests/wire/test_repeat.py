@@ -73,6 +73,8 @@ def _same(a: m.Message, b: m.Message) -> None:
 def _learnt(seed: bytes) -> Framer:
     framer = Framer()
     assert len(framer.feed(seed)) == 1
+    assert framer.repeat is None  # once is not yet a pattern
+    assert len(framer.feed(seed)) == 1
     assert framer.repeat is not None
     return framer
 
@@ -135,9 +137,23 @@ def test_other_headers_and_partial_input_take_the_general_path() -> None:
     assert framer.repeated(call()) is None  # bytes are waiting in the framer
 
 
+def test_a_header_is_expected_once_it_came_alone_twice_in_a_row() -> None:
+    framer = Framer()
+    for frame_bytes in (call(), reply(), call(serial=8), reply(reply_serial=8)):
+        framer.feed(frame_bytes)  # a peer alternating two headers: nothing to expect
+        assert framer.repeat is None
+    framer.feed(reply(reply_serial=9, serial=11))
+    assert framer.repeat is not None and framer.repeat.mtype == m.METHOD_RETURN
+    assert framer.repeated(call(serial=9)) is None  # (then it goes to feed)
+    framer.feed(call(serial=9))
+    framer.feed(call(serial=10))
+    assert framer.repeated(call(serial=11)) is not None  # the newer pattern
+
+
 def test_several_frames_in_one_read_teach_nothing() -> None:
     framer = Framer()
-    framer.feed(call() + reply())
+    for serial in (1, 3, 5):
+        framer.feed(call(serial=serial) + call(serial=serial + 1))
     assert framer.repeat is None
 
 
@@ -145,8 +161,9 @@ def test_a_frame_announcing_fds_teaches_nothing() -> None:
     fields = join_fields(str_field(PATH, "/a", "l", b"o"), str_field(MEMBER, "M"),
                          sig_field("h"), u32_field(9, 1))
     framer = Framer()
-    (msg,) = framer.feed(frame(fields, bytes(4)), [5])
-    assert msg.fds == [5] and framer.repeat is None
+    for fd in (5, 6):
+        (msg,) = framer.feed(frame(fields, bytes(4)), [fd])
+        assert msg.fds == [fd] and framer.repeat is None
 
 
 # where a repeat may differ from the header it repeats (flags, version, body length,
