@@ -362,7 +362,7 @@ class Server:
             self.disconnect(conn, "end of file")
             return
         data = self._read_view[:size].tobytes()
-        if conn.peer.state is PeerState.AUTH:
+        if conn.peer.state is _AUTH:
             if fds:
                 _close_all(fds)
                 self.disconnect(conn, "fds sent during authentication")
