@@ -2,11 +2,13 @@
 
 Owns: cutting a byte stream into frames, the 128 MiB bound or a lower
 configured one (checked from the first 16 bytes, before anything is buffered
-beyond them), validating each
-header and body, and handing each message the fds its UNIX_FDS field
-announces. Its buffer and fd queue are plain
-data so a snapshot can carry a half-read message across re-exec. Never reads a
-socket and never closes an fd: fds it rejects are returned to the caller.
+beyond them), validating each header and body, handing each message the fds
+its UNIX_FDS field announces, and header prediction: once a peer's reads have
+held one frame of the same header twice in a row, a read that repeats it is
+recognised without a parse (``repeated``, see message.Repeat). Its buffer and
+fd queue are plain data so a snapshot can carry a half-read message across
+re-exec; the prediction is a cache, rebuilt after one. Never reads a socket
+and never closes an fd: fds it rejects are returned to the caller.
 """
 
 from .errors import FramingError, MarshalError, SignatureError
