@@ -17,6 +17,10 @@ from .marshal import check_simple_body
 from .message import Message, Repeat, next_frame
 
 MAX_QUEUED_FDS = 4 * MAX_UNIX_FDS_PER_MESSAGE  # fds received ahead of the message that uses them
+# The longest header (fixed part, fields, padding) a framer keeps a copy of to predict
+# the next one: ordinary headers take 100-400 bytes; a peer's odd huge one is not
+# worth holding per connection.
+MAX_PREDICTED_HEADER = 1024
 
 
 class Framer:
@@ -73,7 +77,8 @@ class Framer:
                     msg.args()
                 if msg.unix_fds:
                     self._attach_fds(msg)
-                elif pos == available and len(msg.raw) == pos:  # it came alone
+                elif (pos == available and len(msg.raw) == pos  # it came alone
+                      and msg.body_offset <= MAX_PREDICTED_HEADER):
                     if msg.fields is self.alone:  # twice in a row: expect it again
                         self.repeat = Repeat(msg)  # (not before: a peer that alternates
                     self.alone = msg.fields  # headers would pay for a Repeat per frame)
@@ -96,7 +101,10 @@ class Framer:
         repeat = self.repeat
         if repeat is None or self.buf or len(data) < FIXED_HEADER_SIZE or self.error:
             return None
-        return repeat.match(data, self.max_size)  # (a repeated header announces no fds)
+        msg = repeat.match(data, self.max_size)  # (a repeated header announces no fds)
+        if msg is not None:
+            self.alone = msg.fields  # it came alone too, as feed() would have noted
+        return msg
 
     def _attach_fds(self, msg: Message) -> None:
         count = msg.unix_fds

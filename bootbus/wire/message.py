@@ -304,17 +304,19 @@ class Repeat:
             (reply_serial,) = self.u32.unpack_from(data, at)
             if not reply_serial:
                 return None
-        signature = self.fields[6]
-        if signature:
+        fields = self.fields
+        msg = Message(data, self.endian, self.mtype, data[2], serial, fields, body_offset,
+                      self.fields_end, reply_serial, at)
+        signature = fields[6]
+        if signature:  # the body checks the framer makes
             try:
                 if not check_simple_body(signature, data, self.endian, body_offset):
-                    return None  # (a body next_frame's caller must unmarshal)
-            except MarshalError:
+                    msg.args()
+            except (MarshalError, SignatureError):
                 return None
         elif body_len:
             return None
-        return Message(data, self.endian, self.mtype, data[2], serial, self.fields,
-                       body_offset, self.fields_end, reply_serial, at)
+        return msg
 
 
 def _validate_header(cache: _HeaderCache, raw: bytes, key: bytes, fields_end: int,
