@@ -11,9 +11,9 @@ import socket
 
 import pytest
 
-from bootbus.bus.peer import OutFrame, SharedFds
+from bootbus.bus.peer import OutFrame, Peer, SharedFds
 from bootbus.bus.router import Bus
-from bootbus.io.server import Server
+from bootbus.io.server import IOV_MAX, Connection, Server
 
 
 class TrickleSocket:
@@ -24,6 +24,8 @@ class TrickleSocket:
         self.budgets = budgets
         self.written = b""
         self.fds_at: list[tuple[int, int]] = []  # (offset of the write, fd count)
+        self.buffers: list[int] = []  # buffers offered per write
+        self.error: OSError | None = None  # raised by the next write
 
     def fileno(self) -> int:
         return self._real.fileno()
@@ -32,8 +34,11 @@ class TrickleSocket:
         self._real.setblocking(flag)
 
     def _take(self, bufs: list[bytes | memoryview], fds: int) -> int:
+        if self.error is not None:
+            raise self.error
         if not self.budgets:
             raise BlockingIOError
+        self.buffers.append(len(bufs))
         data = b"".join(bytes(buf) for buf in bufs)[:self.budgets.pop(0)]
         if fds:
             self.fds_at.append((len(self.written), fds))
@@ -52,25 +57,35 @@ class TrickleSocket:
         self._other.close()
 
 
-@pytest.mark.parametrize("budgets", [[1000], [12, 3, 100], [1] * 64, [9, 1, 10, 10, 10]])
-def test_a_trickling_socket_gets_every_byte_once_and_fds_with_their_first(
-        budgets: list[int]) -> None:
+def _serving(budgets: list[int]) -> tuple[Server, Peer, TrickleSocket, Connection]:
     bus = Bus(bus_id="0" * 32)
     server = Server(bus, [])
     peer = bus.add_peer(0, os.getpid())
     bus.authenticated(peer, True)
     bus.assign_unique_name(peer)
     sock = TrickleSocket(list(budgets))
-    conn = server.adopt(sock, peer)  # type: ignore[arg-type]
+    return server, peer, sock, server.adopt(sock, peer)  # type: ignore[arg-type]
+
+
+def _queue(peer: Peer, frames: list[OutFrame]) -> bytes:
+    peer.outq.extend(frames)
+    size = sum(frame.size for frame in frames)
+    fds = sum(len(frame.fds.fds) for frame in frames if frame.fds is not None)
+    peer.out_bytes = peer.user.out_bytes = size
+    peer.out_fds = peer.user.out_fds = fds
+    return b"".join(bytes(buf) for frame in frames for buf in frame.bufs)
+
+
+@pytest.mark.parametrize("budgets", [[1000], [12, 3, 100], [1] * 64, [9, 1, 10, 10, 10]])
+def test_a_trickling_socket_gets_every_byte_once_and_fds_with_their_first(
+        budgets: list[int]) -> None:
+    server, peer, sock, conn = _serving(budgets)
     read_end, write_end = os.pipe()
     shared = SharedFds([read_end])
     shared.refs = 1
-    frames = [OutFrame([b"a" * 10], None, 10), OutFrame([b"b" * 5, b"c" * 5], None, 10),
-              OutFrame([b"d" * 6], shared, 6), OutFrame([b"e" * 7], None, 7)]
-    expected = b"a" * 10 + b"b" * 5 + b"c" * 5 + b"d" * 6 + b"e" * 7
-    peer.outq.extend(frames)
-    peer.out_bytes = peer.user.out_bytes = len(expected)
-    peer.out_fds = peer.user.out_fds = 1
+    expected = _queue(peer, [OutFrame([b"a" * 10], None, 10),
+                             OutFrame([b"b" * 5, b"c" * 5], None, 10),
+                             OutFrame([b"d" * 6], shared, 6), OutFrame([b"e" * 7], None, 7)])
     try:
         for _ in range(len(budgets) + len(expected)):  # (each wakeup writes a byte at least)
             server._flush(conn)
@@ -88,5 +103,50 @@ def test_a_trickling_socket_gets_every_byte_once_and_fds_with_their_first(
             os.fstat(read_end)  # sent to its only recipient: closed
     finally:
         os.close(write_end)
+        sock.close()
+        server.epoll.close()
+
+
+def test_a_lone_frame_with_fds_goes_with_them_and_a_shared_fd_stays_for_the_others() -> None:
+    server, peer, sock, conn = _serving([1000])
+    read_end, write_end = os.pipe()
+    shared = SharedFds([read_end])
+    shared.refs = 2  # another recipient's copy is still queued
+    try:
+        _queue(peer, [OutFrame([b"f" * 8], shared, 8)])  # one frame, one buffer, fds
+        server._flush(conn)
+        assert sock.written == b"f" * 8 and sock.fds_at == [(0, 1)]
+        assert (peer.out_fds, peer.user.out_fds, shared.refs) == (0, 0, 1)
+        os.fstat(read_end)  # still open: the other copy needs it
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+        sock.close()
+        server.epoll.close()
+
+
+def test_one_write_offers_at_most_iov_max_buffers() -> None:
+    server, peer, sock, conn = _serving([1 << 20] * 4)
+    try:
+        expected = _queue(peer, [OutFrame([b"x", b"y"], None, 2) for _ in range(IOV_MAX)])
+        server._flush(conn)
+        assert sock.written == expected and not peer.outq
+        assert max(sock.buffers) <= IOV_MAX and len(sock.buffers) >= 2
+    finally:
+        sock.close()
+        server.epoll.close()
+
+
+def test_a_write_error_disconnects_the_peer_and_says_why() -> None:
+    server, peer, sock, conn = _serving([1000])
+    gone: list[tuple[Peer, str]] = []
+    server.on_disconnect.append(lambda who, why: gone.append((who, why)))
+    _queue(peer, [OutFrame([b"z" * 4], None, 4)])
+    sock.error = BrokenPipeError(32, "Broken pipe")
+    try:
+        server._flush(conn)
+        assert gone == [(peer, "write failed: Broken pipe")]
+        assert peer.id not in server.by_peer
+    finally:
         sock.close()
         server.epoll.close()
