@@ -65,8 +65,16 @@ def framer(data: bytes) -> None:
         fds = [100 + step] if sizes[step % len(sizes)] & 1 else []
         chunk = stream[pos:pos + size]
         repeat = None if fds else framer_.repeated(chunk)
-        if repeat is not None:
+        if repeat is not None:  # exactly what a framer that parses it would make
             check_message(repeat)
+            fresh = Framer()
+            fresh.max_size = framer_.max_size
+            (parsed,) = fresh.feed(chunk)
+            assert fresh.error is None and not fresh.buf
+            assert (parsed.raw, parsed.type, parsed.flags, parsed.serial, parsed.reply_serial,
+                    parsed.fields, parsed.body_offset) == (
+                repeat.raw, repeat.type, repeat.flags, repeat.serial, repeat.reply_serial,
+                repeat.fields, repeat.body_offset)
         for msg in framer_.feed(chunk, fds) if repeat is None else ():
             check_message(msg)
         if framer_.error is not None:

@@ -114,21 +114,28 @@ def test_with_sender_appends_the_field_to_libdbus_hello() -> None:
     assert again.sender == ":1.7" and again.member == "Hello"
 
 
-def test_a_sender_field_forwards_what_with_sender_makes() -> None:
-    sender = m.SenderField(":1.7", "l")
-    big_body = struct.pack("<I", m.COPY_BODY_MAX) + bytes(m.COPY_BODY_MAX)
-    frames = [LIBDBUS_HELLO,
-              frame(join_fields(call_fields(), sig_field("s")), hx("03000000 616263 00")),
-              frame(join_fields(call_fields(), sig_field("ay")), big_body),  # too big to
-              # copy: the body is sent as a view
-              frame(join_fields(str_field(SENDER, ":9.9"), str_field(PATH, "/a", "l", b"o"),
-                                str_field(MEMBER, "S"), str_field(INTERFACE, "a.b")),
-                    mtype=m.SIGNAL),  # a sender field to replace
-              LIBDBUS_HELLO]  # another header length, then the first again
+@pytest.mark.parametrize("endian", ["l", "B"])
+def test_a_sender_field_forwards_what_with_sender_makes(endian: str) -> None:
+    sender = m.SenderField(":1.7", endian)
+    u32 = "<I" if endian == "l" else ">I"
+
+    def ay(size: int) -> bytes:  # a body of exactly ``size`` bytes
+        return struct.pack(u32, size - 4) + bytes(size - 4)
+
+    fields = join_fields(call_fields(endian), sig_field("ay"))
+    frames = [frame(call_fields(endian), endian=endian),
+              frame(fields, ay(m.COPY_BODY_MAX), endian=endian),  # the most that is copied
+              frame(fields, ay(m.COPY_BODY_MAX + 4), endian=endian),  # sent as a view
+              frame(join_fields(str_field(SENDER, ":9.9", endian),
+                                str_field(PATH, "/a", endian, b"o"),
+                                str_field(MEMBER, "S", endian), str_field(INTERFACE, "a.b", endian)),
+                    mtype=m.SIGNAL, endian=endian),  # a sender field to replace
+              frame(call_fields(endian, path="/a/longer/path"), endian=endian),
+              frame(call_fields(endian), endian=endian)]  # another header length, then back
     for raw in frames:
         msg = m.parse(raw)
         bufs, size = sender.forward(msg)
-        header, rest = m.with_sender(msg, m.sender_field(":1.7", "l"))
+        header, rest = m.with_sender(msg, m.sender_field(":1.7", endian))
         assert b"".join(bytes(buf) for buf in bufs) == header + bytes(rest)
         assert size == len(header) + len(rest)
         assert len(bufs) == (2 if rest else 1)
