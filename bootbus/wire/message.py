@@ -572,6 +572,14 @@ def sender_field(sender: str, endian: str) -> bytes:
     return bytes((FIELD_SENDER, 1, ord("s"), 0)) + _U32[endian].pack(len(data)) + data + b"\0"
 
 
+def _sender_appended(fields_len: int, field: bytes, endian: str) -> tuple[bytes, bytes]:
+    """For header fields of ``fields_len`` bytes (a multiple of 8) followed by the sender
+    field ``field``: the new fields-length word, and ``field`` with the padding that
+    ends the header."""
+    total = fields_len + len(field)
+    return _U32[endian].pack(total), field + _PADDING[-total % 8]
+
+
 class SenderField:
     """One peer's SENDER header field in one byte order, and what forwarding a frame
     with it puts around the frame's fields for the last header length it forwarded
@@ -595,9 +603,8 @@ class SenderField:
             head, rest = with_sender(msg, self.field)
             return ([head, rest], len(head) + len(rest)) if rest else ([head], len(head))
         if start != self.body_offset:
-            fields_len = start - FIXED_HEADER_SIZE + len(self.field)
-            self.length = _U32[self.endian].pack(fields_len)
-            self.tail = self.field + _PADDING[-fields_len % 8]
+            self.length, self.tail = _sender_appended(start - FIXED_HEADER_SIZE, self.field,
+                                                      self.endian)
             self.body_offset = start
         data = b"".join((raw[:12], self.length, raw[FIXED_HEADER_SIZE:start], self.tail,
                          raw[start:]))
@@ -616,20 +623,19 @@ def with_sender(msg: Message, field: bytes) -> tuple[bytes, bytes | memoryview]:
     start = msg.body_offset
     if msg.sender_span is None:
         # the fields and their padding stay as they are; the sender field goes last
-        fields_len = start - FIXED_HEADER_SIZE + len(field)
+        length, tail = _sender_appended(start - FIXED_HEADER_SIZE, field, msg.endian)
         if len(raw) - start <= COPY_BODY_MAX:
-            return b"".join((raw[:12], _U32[msg.endian].pack(fields_len), raw[16:start], field,
-                             _PADDING[-fields_len % 8], raw[start:])), b""
-        return b"".join((raw[:12], _U32[msg.endian].pack(fields_len), raw[16:start], field,
-                         _PADDING[-fields_len % 8])), memoryview(raw)[start:]
+            return b"".join((raw[:12], length, raw[FIXED_HEADER_SIZE:start], tail,
+                             raw[start:])), b""
+        return (b"".join((raw[:12], length, raw[FIXED_HEADER_SIZE:start], tail)),
+                memoryview(raw)[start:])
     end = msg.fields_end
     first, stop = msg.sender_span
     stop += -stop % 8 if stop < end else 0
     head_fields = raw[FIXED_HEADER_SIZE:first] + raw[min(stop, end):end]
     pad = -(FIXED_HEADER_SIZE + len(head_fields)) % 8
-    fields_len = len(head_fields) + pad + len(field)
-    head = b"".join((raw[:12], _U32[msg.endian].pack(fields_len), head_fields, _PADDING[pad],
-                     field, _PADDING[-fields_len % 8]))
+    length, tail = _sender_appended(len(head_fields) + pad, field, msg.endian)
+    head = b"".join((raw[:12], length, head_fields, _PADDING[pad], tail))
     if len(raw) - start <= COPY_BODY_MAX:
         return head + raw[start:], b""
     return head, memoryview(raw)[start:]
