@@ -377,15 +377,9 @@ class Server:
         peer = conn.peer
         bus = self.bus
         framer = peer.framer
-        if not fds:
-            msg = framer.repeated(data)  # most reads of a busy peer: no framing to do
-            if msg is not None:
-                try:
-                    bus.dispatch(peer, msg)
-                except PeerError as exc:
-                    self.disconnect(conn, str(exc))
-                return
-        for msg in framer.feed(data, fds):
+        # most reads of a busy peer repeat its last header: no framing to do
+        repeat = None if fds else framer.repeated(data)
+        for msg in framer.feed(data, fds) if repeat is None else (repeat,):
             try:
                 bus.dispatch(peer, msg)
             except PeerError as exc:
